@@ -1,0 +1,35 @@
+"""fibapi: the fibstack JSON API (Flask, served by gunicorn)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import db, errors, events, health, logs, openapi, reconcile, store, values
+from .config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app from `settings` (default: the environment, validated)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_INDEX=settings.max_index,
+        RECENT_LIMIT=settings.recent_limit,
+        # Werkzeug answers 413 past this, before the body is read.
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+    )
+    # Keep JSON keys in the order the code writes them.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["fibstack.settings"] = settings
+    errors.register(app)
+    db.init_app(app, settings).open()
+    store.init_app(app, settings)
+    events.init_app(app, settings)
+    for blueprint in (values.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    if settings.reconcile_interval_seconds > 0:
+        reconcile.start_background(app, settings.reconcile_interval_seconds)
+    return app
+
+
+__all__ = ["create_app", "Settings", "logs"]

@@ -1,0 +1,83 @@
+"""API settings, read from the environment and validated once at start-up.
+
+The variable names are the course's (REDIS_HOST, PGUSER, ...), so the same
+environment serves Compose, Elastic Beanstalk and Kubernetes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_host: str
+    pg_host: str
+    pg_user: str
+    pg_database: str
+    pg_password: str
+    redis_port: int = 6379
+    pg_port: int = 5432
+    max_index: int = 10_000_000
+    # How many rows GET /api/values/all and GET /api/values/current return.
+    recent_limit: int = 100
+    # A job still running after this long is stopped and marked failed.
+    job_timeout_seconds: int = 300
+    # How often each API process checks that Redis still holds the queue
+    # (0 turns the check off; tests call reconcile() directly).
+    reconcile_interval_seconds: float = 10.0
+    max_body_bytes: int = 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def required(name: str, what: str) -> str:
+            value = env.get(name, "")
+            if not value.strip():
+                problems.append(f"{name} is required ({what})")
+            return value.strip()
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low:,} and {high:,}, got {value:,}")
+            return value
+
+        settings = cls(
+            redis_host=required("REDIS_HOST", "the Redis server's host name"),
+            redis_port=integer("REDIS_PORT", 6379, 1, 65535),
+            pg_host=required("PGHOST", "the Postgres server's host name"),
+            pg_port=integer("PGPORT", 5432, 1, 65535),
+            pg_user=required("PGUSER", "the Postgres user"),
+            pg_database=required("PGDATABASE", "the Postgres database"),
+            # Not stripped: a password may legitimately start or end with a space.
+            pg_password=env.get("PGPASSWORD", ""),
+            max_index=integer("MAX_INDEX", 10_000_000, 0, 100_000_000),
+            recent_limit=integer("RECENT_LIMIT", 100, 1, 10_000),
+            job_timeout_seconds=integer("JOB_TIMEOUT_SECONDS", 300, 1, 86_400),
+            reconcile_interval_seconds=integer("RECONCILE_INTERVAL_SECONDS", 10, 0, 3600),
+            log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        )
+        if "PGPASSWORD" not in env:
+            problems.append("PGPASSWORD is required (the Postgres user's password)")
+        if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+        if problems:
+            raise ConfigError("invalid API configuration:\n  - " + "\n  - ".join(problems))
+        return settings

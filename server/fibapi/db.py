@@ -1,0 +1,159 @@
+"""Postgres: the durable record of every submission.
+
+Owns the connection pool, the schema, and the `flask init-db` command.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+import psycopg
+from flask import Flask, current_app
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from .config import Settings
+
+# Any fixed 64-bit number: serialises schema creation across API replicas
+# that start at the same moment (CREATE ... IF NOT EXISTS alone can race).
+SCHEMA_LOCK_ID = 0x66696273746B  # "fibstk"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    number       integer NOT NULL CHECK (number >= 0),
+    submitted_at timestamptz NOT NULL DEFAULT now()
+);
+-- One row per distinct index: what "Calculated values" lists and what a
+-- reconcile re-queues, without scanning every submission.
+CREATE TABLE IF NOT EXISTS indexes (
+    number             integer PRIMARY KEY CHECK (number >= 0),
+    first_submitted_at timestamptz NOT NULL DEFAULT now(),
+    last_submitted_at  timestamptz NOT NULL DEFAULT now(),
+    submissions        bigint NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS indexes_last_submitted_at ON indexes (last_submitted_at DESC);
+"""
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        conninfo = make_conninfo(
+            host=settings.pg_host,
+            port=settings.pg_port,
+            user=settings.pg_user,
+            dbname=settings.pg_database,
+            password=settings.pg_password,
+            connect_timeout=3,
+            application_name="fibstack-api",
+        )
+        self.pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=10,
+            open=False,
+            # Fail a request after 3 s rather than hang while Postgres is down.
+            timeout=3,
+            # Connections broken by a Postgres restart are replaced, not handed out.
+            check=ConnectionPool.check_connection,
+            name="fibstack",
+        )
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def open(self) -> None:
+        # wait=False: the API starts (and answers 503) while Postgres is still down.
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside a transaction, with the schema in place."""
+        with self.pool.connection() as conn:
+            if not self._schema_ready:
+                self._ensure_schema(conn)
+            with conn.transaction():
+                yield conn
+
+    def _ensure_schema(self, conn: psycopg.Connection) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            create_schema(conn)
+            self._schema_ready = True
+
+    def ping(self) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("SELECT 1")
+
+    # Queries. Each takes the connection of the caller's transaction.
+
+    @staticmethod
+    def record_submission(conn: psycopg.Connection, index: int) -> None:
+        conn.execute("INSERT INTO submissions (number) VALUES (%s)", (index,))
+        conn.execute(
+            """
+            INSERT INTO indexes (number) VALUES (%s)
+            ON CONFLICT (number) DO UPDATE
+            SET last_submitted_at = now(), submissions = indexes.submissions + 1
+            """,
+            (index,),
+        )
+
+    @staticmethod
+    def recent_submissions(conn: psycopg.Connection, limit: int) -> list[int]:
+        rows = conn.execute("SELECT number FROM submissions ORDER BY id DESC LIMIT %s", (limit,))
+        return [number for (number,) in rows]
+
+    @staticmethod
+    def recent_indexes(conn: psycopg.Connection, limit: int) -> list[int]:
+        rows = conn.execute(
+            "SELECT number FROM indexes ORDER BY last_submitted_at DESC, number LIMIT %s", (limit,)
+        )
+        return [number for (number,) in rows]
+
+    @staticmethod
+    def is_recorded(conn: psycopg.Connection, index: int) -> bool:
+        row = conn.execute("SELECT 1 FROM indexes WHERE number = %s", (index,)).fetchone()
+        return row is not None
+
+    @staticmethod
+    def all_indexes(conn: psycopg.Connection, batch: int = 1000) -> Iterator[int]:
+        """Every recorded index, streamed with a server-side cursor."""
+        with conn.cursor(name="all_indexes") as cursor:
+            cursor.itersize = batch
+            cursor.execute("SELECT number FROM indexes ORDER BY number")
+            for (number,) in cursor:
+                yield number
+
+
+def create_schema(conn: psycopg.Connection) -> None:
+    """Create the tables if missing; safe when several replicas run it at once."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+        conn.execute(SCHEMA)
+
+
+def get_db() -> Database:
+    db: Database = current_app.extensions["fibstack.db"]
+    return db
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create the tables (the API also does this by itself on first use)."""
+    with get_db().pool.connection() as conn:
+        create_schema(conn)
+    click.echo("Schema is in place.")
+
+
+def init_app(app: Flask, settings: Settings) -> Database:
+    db = Database(settings)
+    app.extensions["fibstack.db"] = db
+    app.cli.add_command(init_db_command)
+    return db

@@ -1,0 +1,71 @@
+"""Every error the API returns is JSON: {"error": <message>, "code": <slug>}.
+
+Never a stack trace or an HTML page, whatever went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import psycopg_pool
+import redis.exceptions
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    response = jsonify(error=message, code=code)
+    response.status_code = status
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def api_error(exc: APIError) -> Response:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value  # e.g. Allow on a 405
+        return response
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(psycopg_pool.PoolTimeout)
+    def postgres_down(exc: Exception) -> Response:
+        log.warning("postgres unavailable", extra={"error": str(exc)})
+        response = error_response(
+            503, "postgres_unavailable", "The database (Postgres) is unavailable; try again in a moment."
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(redis.exceptions.BusyLoadingError)
+    def redis_down(exc: Exception) -> Response:
+        log.warning("redis unavailable", extra={"error": str(exc)})
+        response = error_response(
+            503, "redis_unavailable", "The queue (Redis) is unavailable; try again in a moment."
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,179 @@
+"""GET /api/events: every status change, as Server-Sent Events.
+
+Workers and the API append events to a capped Redis stream (contract.py). Each
+API process runs one reader that follows the stream and hands each event to
+every open connection, so a thousand open pages cost one Redis connection,
+not a thousand. Under gunicorn's gevent worker each open stream is a
+greenlet waiting on a queue, which is why open streams do not hold up the
+other routes (`make bench` measures it).
+
+Each event's SSE id is its stream id: a reconnecting browser sends it back as
+Last-Event-ID and first receives what it missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Flask, Response, current_app, request, stream_with_context
+from redis import Redis
+from redis.exceptions import RedisError
+
+from . import contract
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("events", __name__, url_prefix="/api")
+
+KEEPALIVE_SECONDS = 15.0  # a comment line now and then keeps proxies from closing idle streams
+RETRY_MS = 3000  # how soon browsers reconnect after the stream drops
+REPLAY_LIMIT = 1000  # at most this many missed events are replayed on reconnect
+SUBSCRIBER_BACKLOG = 1000  # a client this far behind is dropped and reconnects
+
+Event = tuple[str, str]  # (stream id, JSON payload)
+
+
+class Broadcaster:
+    """Follows the events stream and fans each event out to subscriber queues."""
+
+    def __init__(self, settings: Settings) -> None:
+        # A client of its own: XREAD BLOCK holds its connection while it waits.
+        self.redis = Redis(
+            host=settings.redis_host, port=settings.redis_port, socket_connect_timeout=2, socket_timeout=30
+        )
+        self._subscribers: set[queue.Queue[Event | None]] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def subscribe(self) -> queue.Queue[Event | None]:
+        inbox: queue.Queue[Event | None] = queue.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        with self._lock:
+            self._subscribers.add(inbox)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._follow, name="events", daemon=True)
+                self._thread.start()
+        return inbox
+
+    def unsubscribe(self, inbox: queue.Queue[Event | None]) -> None:
+        with self._lock:
+            self._subscribers.discard(inbox)
+
+    def stop(self) -> None:
+        """End every open stream (on shutdown), so the server can exit promptly."""
+        self._stopping.set()
+        with self._lock:
+            for inbox in self._subscribers:
+                try:
+                    inbox.put_nowait(None)
+                except queue.Full:
+                    pass
+
+    def replay(self, after: str) -> list[Event]:
+        """Events after the id a reconnecting client last saw."""
+        entries = self.redis.xrange(contract.EVENTS_STREAM, min=f"({after}", count=REPLAY_LIMIT)
+        return [(entry_id.decode(), fields[b"data"].decode()) for entry_id, fields in entries]
+
+    def _follow(self) -> None:
+        last_id = "$"
+        while not self._stopping.is_set():
+            with self._lock:
+                if not self._subscribers:
+                    self._thread = None
+                    return
+            try:
+                if last_id == "$":
+                    # Resolve "$" once, so nothing between two reads is skipped.
+                    newest = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
+                    last_id = newest[0][0].decode() if newest else "0-0"
+                replies = self.redis.xread({contract.EVENTS_STREAM: last_id}, block=5000, count=500)
+            except RedisError as exc:
+                log.warning("events: Redis unavailable, retrying", extra={"error": str(exc)})
+                time.sleep(1)
+                continue
+            for _stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id.decode()
+                    self._publish((last_id, fields[b"data"].decode()))
+
+    def _publish(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for inbox in subscribers:
+            try:
+                inbox.put_nowait(event)
+            except queue.Full:
+                # Too slow to keep up: drop it; its browser reconnects and replays.
+                self.unsubscribe(inbox)
+                try:
+                    inbox.get_nowait()
+                    inbox.put_nowait(None)
+                except (queue.Empty, queue.Full):
+                    pass
+
+
+def format_event(event: Event) -> str:
+    event_id, payload = event
+    return f"id: {event_id}\nevent: status\ndata: {payload}\n\n"
+
+
+def get_broadcaster() -> Broadcaster:
+    broadcaster: Broadcaster = current_app.extensions["fibstack.events"]
+    return broadcaster
+
+
+@bp.get("/events")
+def events() -> Response:
+    broadcaster = get_broadcaster()
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    inbox = broadcaster.subscribe()
+    # Replay after subscribing: an event arriving in between is sent twice at
+    # worst (harmless: each carries the whole status), never lost.
+    missed: list[Event] = []
+    if last_event_id:
+        try:
+            missed = broadcaster.replay(last_event_id)
+        except RedisError:
+            missed = []  # the client refetches current state when it sees no replay
+    sent = {event_id for event_id, _ in missed}
+
+    def stream() -> Iterator[str]:
+        try:
+            yield f"retry: {RETRY_MS}\n: connected\n\n"
+            for event in missed:
+                yield format_event(event)
+            while True:
+                try:
+                    event = inbox.get(timeout=KEEPALIVE_SECONDS)
+                except queue.Empty:
+                    yield ": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                if event[0] in sent:
+                    continue
+                yield format_event(event)
+        finally:
+            broadcaster.unsubscribe(inbox)
+
+    return Response(
+        stream_with_context(stream()),
+        mimetype="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            # Tells nginx not to buffer this response (the router also says so).
+            "X-Accel-Buffering": "no",
+        },
+    )
+
+
+def init_app(app: Flask, settings: Settings) -> Broadcaster:
+    broadcaster = Broadcaster(settings)
+    app.extensions["fibstack.events"] = broadcaster
+    app.register_blueprint(bp)
+    return broadcaster

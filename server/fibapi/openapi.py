@@ -1,0 +1,187 @@
+"""GET /api/openapi.json: the API described for people and tools.
+
+tests/test_openapi.py checks that it is a valid OpenAPI document and that it
+lists exactly the routes the app serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app
+
+bp = Blueprint("openapi", __name__, url_prefix="/api")
+
+_INDEX = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_STATUS = {"$ref": "#/components/schemas/Status"}
+_UNAVAILABLE = _json(_ERROR, "Postgres or Redis is unavailable; retry after Retry-After seconds")
+
+
+def spec(max_index: int) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fibstack API",
+            "version": "1.0.0",
+            "description": "Submit Fibonacci indexes, read the results. F(0)=0, F(1)=1, F(10)=55.",
+        },
+        "paths": {
+            "/api/values": {
+                "post": {
+                    "summary": "Submit an index to compute",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submission"}}},
+                    },
+                    "responses": {
+                        "202": _json(
+                            {"allOf": [_STATUS, {"type": "object", "properties": {"working": {"const": True}}}]},
+                            "Recorded; queued unless already computed or queued",
+                        ),
+                        "400": _json(_ERROR, "The body is not UTF-8 JSON"),
+                        "413": _json(_ERROR, "The body is too large"),
+                        "415": _json(_ERROR, "The body is not application/json"),
+                        "422": _json(_ERROR, f"The index is not a whole number from 0 to {max_index}"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/values/all": {
+                "get": {
+                    "summary": "The most recent submissions, newest first (RECENT_LIMIT of them)",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"number": {"type": "integer"}},
+                                    "required": ["number"],
+                                },
+                            },
+                            "Submissions",
+                        ),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/values/current": {
+                "get": {
+                    "summary": "Display strings of the most recently submitted distinct indexes",
+                    "description": "Values over 1,000 digits are summarised as head…tail (N digits).",
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "additionalProperties": {"type": "string"}}, "index -> display string"
+                        ),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/values/{n}": {
+                "get": {
+                    "summary": "The status of one index",
+                    "parameters": [_INDEX],
+                    "responses": {
+                        "200": _json(_STATUS, "Status"),
+                        "404": _json(_ERROR, "Never submitted"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/values/{n}/decimal": {
+                "get": {
+                    "summary": "The full decimal value, streamed as a download",
+                    "parameters": [_INDEX],
+                    "responses": {
+                        "200": {
+                            "description": "The digits of F(n)",
+                            "content": {"text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+                        },
+                        "404": _json(_ERROR, "Never submitted, or not computed yet"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/api/events": {
+                "get": {
+                    "summary": "Server-Sent Events: one `status` event (a Status object) per change",
+                    "description": "Send Last-Event-ID on reconnect to receive the events missed meanwhile.",
+                    "responses": {
+                        "200": {
+                            "description": "An endless event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/api/healthz": {
+                "get": {
+                    "summary": "Liveness: the process answers",
+                    "responses": {"200": _json({"type": "object"}, "Alive")},
+                }
+            },
+            "/api/readyz": {
+                "get": {
+                    "summary": "Readiness: Postgres and Redis are reachable",
+                    "responses": {
+                        "200": _json({"type": "object"}, "Ready"),
+                        "503": _json({"type": "object"}, "Not ready; checks says which service is down"),
+                    },
+                }
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Submission": {
+                    "type": "object",
+                    "properties": {
+                        "index": {
+                            "oneOf": [
+                                {"type": "string", "pattern": "^\\s*[0-9]+\\s*$"},
+                                {"type": "integer", "minimum": 0, "maximum": max_index},
+                            ]
+                        }
+                    },
+                    "required": ["index"],
+                    "additionalProperties": False,
+                },
+                "Status": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "status": {"enum": ["pending", "done", "failed"]},
+                        "digits": {"type": ["integer", "null"]},
+                        "head": {"type": ["string", "null"], "description": "First 20 digits"},
+                        "tail": {"type": ["string", "null"], "description": "Last 20 digits"},
+                        "value": {"type": ["string", "null"], "description": "Whole value, if at most 1,000 digits"},
+                        "compute_ms": {"type": ["number", "null"]},
+                        "error": {"type": ["string", "null"]},
+                    },
+                    "required": ["index", "status", "digits", "head", "tail", "value", "compute_ms", "error"],
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+                    "required": ["error", "code"],
+                },
+            }
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> dict[str, Any]:
+    return spec(current_app.config["MAX_INDEX"])

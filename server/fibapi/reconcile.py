@@ -1,0 +1,67 @@
+"""Re-queue every recorded index when Redis comes back empty.
+
+Postgres is the durable record; Redis holds the queue and the values. If Redis
+is flushed or restarts without its data, the marker key below is gone, and
+the first API process to notice re-queues every recorded index (already
+queued or computed ones are skipped, so running it twice is harmless).
+Each API process checks every RECONCILE_INTERVAL_SECONDS, and at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+import psycopg_pool
+from flask import Flask
+from redis.exceptions import RedisError
+
+from . import contract
+from .db import Database
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = f"{contract.PREFIX}:reconcile-lock"
+LOCK_SECONDS = 300
+
+
+def reconcile(db: Database, store: Store) -> int | None:
+    """Re-queue recorded indexes if Redis lost them; the number queued, or None if not needed."""
+    if store.is_reconciled():
+        return None
+    # One process does the work; the lock expires by itself if that process dies.
+    if not store.redis.set(LOCK_KEY, "1", nx=True, ex=LOCK_SECONDS):
+        return None
+    try:
+        queued = 0
+        with db.connection() as conn:
+            for index in Database.all_indexes(conn):
+                queued += store.request_computation(index)
+        store.redis.set(contract.RECONCILED_MARKER, str(time.time()))
+        log.info("reconciled", extra={"queued": queued})
+        return queued
+    finally:
+        store.redis.delete(LOCK_KEY)
+
+
+def start_background(app: Flask, interval: float) -> threading.Thread:
+    """Check now and then every `interval` seconds, for as long as the process lives."""
+
+    def loop() -> None:
+        db: Database = app.extensions["fibstack.db"]
+        store: Store = app.extensions["fibstack.store"]
+        while True:
+            try:
+                reconcile(db, store)
+            except (RedisError, psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                log.info("reconcile postponed: a backing service is down", extra={"error": str(exc)})
+            except Exception:
+                log.exception("reconcile failed")
+            time.sleep(interval)
+
+    thread = threading.Thread(target=loop, name="reconcile", daemon=True)
+    thread.start()
+    return thread

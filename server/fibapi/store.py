@@ -1,0 +1,138 @@
+"""Redis, from the API's side: the queue, the statuses and the values.
+
+The key layout and payloads live in contract.py (shared with the worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, current_app
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+from rq import Callback, Queue
+from rq.job import Job
+
+from . import contract
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+# Streaming chunk for /decimal: large enough to be fast, small enough that a
+# 2 MB value never sits in memory twice per request.
+CHUNK_BYTES = 64 * 1024
+
+
+class ValueVanished(Exception):
+    """The decimal value was evicted while it was being streamed."""
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            decode_responses=False,
+            health_check_interval=30,
+        )
+        self.queue = Queue(contract.QUEUE_NAME, connection=self.redis)
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def request_computation(self, index: int) -> bool:
+        """Queue F(index) unless it is computed or queued already; True if queued now.
+
+        Check and enqueue happen in one optimistic transaction (WATCH/MULTI), so
+        two API replicas receiving the same index at once queue it only once,
+        and a crash can never leave an index marked pending without a job.
+        """
+        status_key, decimal_key = contract.status_key(index), contract.decimal_key(index)
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(status_key, decimal_key)
+                    status = pipe.hget(status_key, "status")
+                    if status == contract.PENDING.encode():
+                        return False
+                    if status == contract.DONE.encode() and pipe.exists(decimal_key):
+                        return False
+                    pipe.multi()
+                    # A failed run of the same index leaves RQ bookkeeping behind; start clean.
+                    pipe.delete(Job.key_for(contract.job_id(index)))
+                    pipe.zrem(self.queue.failed_job_registry.key, contract.job_id(index))
+                    self._mark_pending(pipe, index)
+                    self.queue.enqueue_call(
+                        contract.JOB_FUNCTION,
+                        args=(index,),
+                        job_id=contract.job_id(index),
+                        timeout=self.settings.job_timeout_seconds,
+                        # Results live in our own keys; RQ's copy would only waste memory.
+                        result_ttl=0,
+                        failure_ttl=7 * 24 * 3600,
+                        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+                        pipeline=pipe,
+                    )
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # someone else changed this index meanwhile: look again
+
+    @staticmethod
+    def _mark_pending(pipe: Pipeline, index: int) -> None:
+        fields = {name: "" for name in contract.STATUS_FIELDS} | {"status": contract.PENDING}
+        pipe.delete(contract.status_key(index))
+        # No expiry: a pending mark must never be evicted while its job waits.
+        pipe.hset(contract.status_key(index), mapping=fields)
+        payload = json.dumps(contract.public_status(index, fields), separators=(",", ":"))
+        pipe.xadd(contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+
+    def status(self, index: int) -> dict[str, Any] | None:
+        """The public status object, or None if Redis knows nothing of index."""
+        return self.statuses([index])[index]
+
+    def statuses(self, indexes: list[int]) -> dict[int, dict[str, Any] | None]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.hgetall(contract.status_key(index))
+            replies = pipe.execute()
+        found: dict[int, dict[str, Any] | None] = {}
+        for index, raw in zip(indexes, replies, strict=True):
+            fields = {key.decode(): value.decode() for key, value in raw.items()}
+            found[index] = contract.public_status(index, fields) if fields else None
+        return found
+
+    def decimal_length(self, index: int) -> int:
+        length: int = self.redis.strlen(contract.decimal_key(index))
+        return length
+
+    def stream_decimal(self, index: int, length: int) -> Iterator[bytes]:
+        key = contract.decimal_key(index)
+        for start in range(0, length, CHUNK_BYTES):
+            chunk: bytes = self.redis.getrange(key, start, min(start + CHUNK_BYTES, length) - 1)
+            if not chunk:
+                # Evicted mid-download: break the response rather than end it
+                # cleanly, so the client sees a short body, not a wrong number.
+                raise ValueVanished(index)
+            yield chunk
+
+    def is_reconciled(self) -> bool:
+        return bool(self.redis.exists(contract.RECONCILED_MARKER))
+
+
+def get_store() -> Store:
+    store: Store = current_app.extensions["fibstack.store"]
+    return store
+
+
+def init_app(app: Flask, settings: Settings) -> Store:
+    store = Store(settings)
+    app.extensions["fibstack.store"] = store
+    return store

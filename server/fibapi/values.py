@@ -1,0 +1,96 @@
+"""The /api/values routes: submit an index, list what was seen, read results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request, stream_with_context
+
+from . import contract
+from .db import get_db
+from .errors import APIError
+from .store import get_store
+from .validation import parse_submission
+
+bp = Blueprint("values", __name__, url_prefix="/api/values")
+
+
+def _settings_max_index() -> int:
+    max_index: int = current_app.config["MAX_INDEX"]
+    return max_index
+
+
+@bp.post("")
+@bp.post("/")
+def submit() -> tuple[dict[str, Any], int]:
+    index = parse_submission(request.get_data(cache=False), request.content_type, _settings_max_index())
+    store = get_store()
+    # Record and queue together: if Redis fails, the transaction rolls back and
+    # the client gets a 503 with nothing recorded, never half a submission.
+    with get_db().connection() as conn:
+        get_db().record_submission(conn, index)
+        store.request_computation(index)
+    status = store.status(index) or contract.public_status(index, {})
+    return {"working": True, **status}, 202
+
+
+@bp.get("/all")
+def all_submissions() -> list[dict[str, int]]:
+    """The most recent submissions, newest first (the course's shape)."""
+    with get_db().connection() as conn:
+        numbers = get_db().recent_submissions(conn, current_app.config["RECENT_LIMIT"])
+    return [{"number": number} for number in numbers]
+
+
+@bp.get("/current")
+def current() -> dict[str, str]:
+    """index -> display string for the most recently submitted distinct indexes."""
+    with get_db().connection() as conn:
+        indexes = get_db().recent_indexes(conn, current_app.config["RECENT_LIMIT"])
+    store = get_store()
+    shown: dict[str, str] = {}
+    for index, status in store.statuses(indexes).items():
+        if status is None:
+            # Recorded but unknown to Redis (evicted or flushed): compute it again.
+            store.request_computation(index)
+            shown[str(index)] = contract.NOTHING_YET
+        else:
+            shown[str(index)] = contract.display_string(status)
+    return shown
+
+
+def _status_or_404(index: int) -> dict[str, Any]:
+    store = get_store()
+    status = store.status(index)
+    if status is not None:
+        return status
+    with get_db().connection() as conn:
+        recorded = get_db().is_recorded(conn, index)
+    if not recorded:
+        raise APIError(404, "not_found", f"index {index} has never been submitted")
+    store.request_computation(index)
+    return store.status(index) or contract.public_status(index, {})
+
+
+@bp.get("/<int:index>")
+def one(index: int) -> dict[str, Any]:
+    return _status_or_404(index)
+
+
+@bp.get("/<int:index>/decimal")
+def decimal(index: int) -> Response:
+    status = _status_or_404(index)
+    store = get_store()
+    length = store.decimal_length(index) if status["status"] == contract.DONE else 0
+    if not length:
+        if status["status"] == contract.DONE:
+            store.request_computation(index)  # evicted: compute it again
+        raise APIError(404, "not_computed", f"F({index}) is not computed yet; try again when its status is done")
+    return Response(
+        stream_with_context(store.stream_decimal(index, length)),
+        mimetype="text/plain",
+        headers={
+            "Content-Length": str(length),
+            "Content-Disposition": f'attachment; filename="fibonacci-{index}.txt"',
+        },
+    )

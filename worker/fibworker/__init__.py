@@ -1,0 +1,1 @@
+"""fibworker: the RQ worker that computes Fibonacci numbers for fibstack."""

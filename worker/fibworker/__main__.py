@@ -1,0 +1,61 @@
+"""Run the worker: `python -m fibworker`.
+
+Uses RQ's SimpleWorker (no fork per job): jobs here are short and CPU-bound, so
+forking a work horse for each costs more than the work itself; `make bench`
+measures both. A worker that dies mid-job is covered by liveness.py instead
+of by process isolation.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+
+from . import contract, logs
+from .config import ConfigError, Settings
+from .liveness import Liveness, requeue_orphans
+
+log = logging.getLogger("fibworker")
+
+
+def wait_for_redis(connection: Redis) -> None:
+    delay = 0.5
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError as exc:
+            log.warning("waiting for Redis", extra={"error": str(exc), "retry_in_s": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"fibworker: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    connection = Redis(host=settings.redis_host, port=settings.redis_port, socket_connect_timeout=5)
+    wait_for_redis(connection)
+    queue = Queue(contract.QUEUE_NAME, connection=connection)
+    worker = SimpleWorker([queue], connection=connection)
+    liveness = Liveness(queue, worker.name, settings.liveness_ttl_seconds, settings.heartbeat_seconds)
+    liveness.start()
+    try:
+        requeue_orphans(queue)
+        # SIGTERM/SIGINT: RQ finishes the current job, then returns (warm shutdown).
+        worker.work(with_scheduler=False, logging_level=settings.log_level)
+    finally:
+        liveness.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Worker settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(Exception):
+    """The environment does not describe a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_host: str
+    redis_port: int = 6379
+    # Computed values expire after this long (and may be evicted earlier under
+    # memory pressure); the API recomputes them on demand.
+    result_ttl_seconds: int = 7 * 24 * 3600
+    # After this long without a heartbeat a worker counts as dead and its job
+    # is re-queued (see liveness.py).
+    liveness_ttl_seconds: int = 10
+    log_level: str = "INFO"
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.liveness_ttl_seconds / 4
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        redis_host = env.get("REDIS_HOST", "").strip()
+        if not redis_host:
+            problems.append("REDIS_HOST is required (the Redis server's host name)")
+        settings = cls(
+            redis_host=redis_host,
+            redis_port=integer("REDIS_PORT", 6379, 1, 65535),
+            result_ttl_seconds=integer("RESULT_TTL_SECONDS", cls.result_ttl_seconds, 60, 10**9),
+            liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
+            log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        )
+        if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+        if problems:
+            raise ConfigError("invalid worker configuration:\n  - " + "\n  - ".join(problems))
+        return settings

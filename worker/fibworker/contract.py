@@ -1,0 +1,107 @@
+"""The contract between the API (server/) and the worker (worker/).
+
+Each image carries its own copy of this file (server/fibapi/contract.py and
+worker/fibworker/contract.py), because each service is built from its own
+folder. tests/test_contract.py fails when the two copies differ, so edit one and
+copy it over. docs/contract.md explains the data flow in prose.
+
+Only the standard library is imported here, so both services can load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+# Bump the version when a key layout or payload changes incompatibly, so that
+# old and new services never read each other's data by mistake.
+PREFIX: Final = "fib:v1"
+
+# RQ queue and job. The API enqueues by dotted path so it never imports the worker.
+QUEUE_NAME: Final = "fib"
+JOB_FUNCTION: Final = "fibworker.jobs.compute_fibonacci"
+JOB_FAILURE_CALLBACK: Final = "fibworker.jobs.record_failure"
+
+# Values with more digits than this are never sent whole in JSON or events;
+# clients get head/tail/digits and download the rest from /decimal.
+SHORT_VALUE_MAX_DIGITS: Final = 1000
+HEAD_TAIL_DIGITS: Final = 20
+
+# The events stream is capped (approximately) so it never grows without bound.
+EVENTS_STREAM: Final = f"{PREFIX}:events"
+EVENTS_MAXLEN: Final = 10_000
+
+# Present while some process has re-queued every recorded index after Redis
+# came up empty; its absence means "Redis was flushed or restarted empty".
+RECONCILED_MARKER: Final = f"{PREFIX}:reconciled"
+
+PENDING: Final = "pending"
+DONE: Final = "done"
+FAILED: Final = "failed"
+STATUSES: Final = (PENDING, DONE, FAILED)
+
+NOTHING_YET: Final = "Nothing yet!"  # the course's display string for a pending index
+
+
+def job_id(index: int) -> str:
+    """One job id per index, so a queued or running index is never queued twice."""
+    return f"fib-{index}"
+
+
+def status_key(index: int) -> str:
+    """Hash with the fields listed in STATUS_FIELDS. Small; evictable once done."""
+    return f"{PREFIX}:status:{index}"
+
+
+def decimal_key(index: int) -> str:
+    """String with the full decimal value. Evictable; recomputed on demand."""
+    return f"{PREFIX}:decimal:{index}"
+
+
+def worker_alive_key(worker_name: str) -> str:
+    """Short-lived key a worker refreshes while it runs (see fibworker.liveness)."""
+    return f"{PREFIX}:worker-alive:{worker_name}"
+
+
+# Fields of the status hash. All values are strings in Redis; "" means unknown.
+STATUS_FIELDS: Final = ("status", "digits", "head", "tail", "value", "compute_ms", "error")
+
+
+def public_status(index: int, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object of GET /api/values/{n} and of every event, from the status hash."""
+    digits = fields.get("digits") or ""
+    compute_ms = fields.get("compute_ms") or ""
+    return {
+        "index": index,
+        "status": fields.get("status") or PENDING,
+        "digits": int(digits) if digits else None,
+        "head": fields.get("head") or None,
+        "tail": fields.get("tail") or None,
+        "value": fields.get("value") or None,
+        "compute_ms": float(compute_ms) if compute_ms else None,
+        "error": fields.get("error") or None,
+    }
+
+
+def done_fields(decimal: str, compute_ms: float) -> dict[str, str]:
+    """The status hash for a computed value (the worker writes it, the API reads it)."""
+    return {
+        "status": DONE,
+        "digits": str(len(decimal)),
+        "head": decimal[:HEAD_TAIL_DIGITS],
+        "tail": decimal[-HEAD_TAIL_DIGITS:],
+        "value": decimal if len(decimal) <= SHORT_VALUE_MAX_DIGITS else "",
+        "compute_ms": f"{compute_ms:.3f}",
+        "error": "",
+    }
+
+
+def display_string(status: Mapping[str, Any]) -> str:
+    """What "Calculated values" shows for one index (GET /api/values/current)."""
+    if status["status"] == DONE:
+        if status["value"] is not None:
+            return str(status["value"])
+        return f"{status['head']}…{status['tail']} ({status['digits']:,} digits)"
+    if status["status"] == FAILED:
+        return f"Failed: {status['error'] or 'unknown error'}"
+    return NOTHING_YET
