@@ -38,7 +38,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def services_env(postgres: PostgresServer, redis_server: RedisServer) -> Iterator[dict[str, str]]:
+def services_env(postgres: PostgresServer, redis_server: RedisServer) -> dict[str, str]:
     """Environment for the API and worker, pointing at freshly wiped servers."""
     for server in (postgres, redis_server):
         if not server.running:  # an outage test left it stopped after a failure
@@ -46,7 +46,7 @@ def services_env(postgres: PostgresServer, redis_server: RedisServer) -> Iterato
     with psycopg.connect(**_pg_kwargs(postgres), autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS submissions, indexes")
     Redis(port=redis_server.port).flushall()
-    yield postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    return postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "WARNING"}
 
 
 @pytest.fixture
@@ -68,4 +68,3 @@ def _pg_kwargs(postgres: PostgresServer) -> dict[str, object]:
         "password": postgres.password,
         "dbname": postgres.database,
     }
-

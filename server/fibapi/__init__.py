@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
-from . import db, errors, events, health, logs, openapi, reconcile, store, values
 from .config import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app from `settings` (default: the environment, validated)."""
+    # Imported here rather than at the top: gunicorn.conf.py imports this package
+    # in gunicorn's master process, and anything imported there (ssl, sockets)
+    # would escape the gevent patching each worker applies after forking.
+    from flask import Flask
+
+    from . import db, errors, events, health, openapi, reconcile, store, values
+
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -32,4 +41,4 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-__all__ = ["create_app", "Settings", "logs"]
+__all__ = ["Settings", "create_app"]

@@ -59,6 +59,10 @@ class Database:
             timeout=3,
             # Connections broken by a Postgres restart are replaced, not handed out.
             check=ConnectionPool.check_connection,
+            # The pool's background reconnection backs off exponentially; stop it
+            # early so that, once Postgres is back, the next request reconnects
+            # at once instead of waiting out a long back-off.
+            reconnect_timeout=10,
             name="fibstack",
         )
         self._schema_ready = False
@@ -112,9 +116,7 @@ class Database:
 
     @staticmethod
     def recent_indexes(conn: psycopg.Connection, limit: int) -> list[int]:
-        rows = conn.execute(
-            "SELECT number FROM indexes ORDER BY last_submitted_at DESC, number LIMIT %s", (limit,)
-        )
+        rows = conn.execute("SELECT number FROM indexes ORDER BY last_submitted_at DESC, number LIMIT %s", (limit,))
         return [number for (number,) in rows]
 
     @staticmethod

@@ -59,9 +59,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.BusyLoadingError)
     def redis_down(exc: Exception) -> Response:
         log.warning("redis unavailable", extra={"error": str(exc)})
-        response = error_response(
-            503, "redis_unavailable", "The queue (Redis) is unavailable; try again in a moment."
-        )
+        response = error_response(503, "redis_unavailable", "The queue (Redis) is unavailable; try again in a moment.")
         response.headers["Retry-After"] = "5"
         return response
 

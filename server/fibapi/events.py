@@ -13,11 +13,13 @@ Last-Event-ID and first receives what it missed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request, stream_with_context
 from redis import Redis
@@ -69,15 +71,13 @@ class Broadcaster:
         self._stopping.set()
         with self._lock:
             for inbox in self._subscribers:
-                try:
+                with contextlib.suppress(queue.Full):
                     inbox.put_nowait(None)
-                except queue.Full:
-                    pass
 
     def replay(self, after: str) -> list[Event]:
         """Events after the id a reconnecting client last saw."""
-        entries = self.redis.xrange(contract.EVENTS_STREAM, min=f"({after}", count=REPLAY_LIMIT)
-        return [(entry_id.decode(), fields[b"data"].decode()) for entry_id, fields in entries]
+        entries: Any = self.redis.xrange(contract.EVENTS_STREAM, min=f"({after}", count=REPLAY_LIMIT)
+        return [_event(entry) for entry in entries]
 
     def _follow(self) -> None:
         last_id = "$"
@@ -89,17 +89,18 @@ class Broadcaster:
             try:
                 if last_id == "$":
                     # Resolve "$" once, so nothing between two reads is skipped.
-                    newest = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
-                    last_id = newest[0][0].decode() if newest else "0-0"
-                replies = self.redis.xread({contract.EVENTS_STREAM: last_id}, block=5000, count=500)
+                    newest: Any = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
+                    last_id = _event(newest[0])[0] if newest else "0-0"
+                replies: Any = self.redis.xread({contract.EVENTS_STREAM: last_id}, block=5000, count=500)
             except RedisError as exc:
                 log.warning("events: Redis unavailable, retrying", extra={"error": str(exc)})
                 time.sleep(1)
                 continue
             for _stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    last_id = entry_id.decode()
-                    self._publish((last_id, fields[b"data"].decode()))
+                for entry in entries:
+                    event = _event(entry)
+                    last_id = event[0]
+                    self._publish(event)
 
     def _publish(self, event: Event) -> None:
         with self._lock:
@@ -115,6 +116,12 @@ class Broadcaster:
                     inbox.put_nowait(None)
                 except (queue.Empty, queue.Full):
                     pass
+
+
+def _event(entry: Any) -> Event:
+    """A Redis stream entry (id, {b"data": payload}) as (id, payload)."""
+    entry_id, fields = entry
+    return entry_id.decode(), fields[b"data"].decode()
 
 
 def format_event(event: Event) -> str:
@@ -149,15 +156,15 @@ def events() -> Response:
                 yield format_event(event)
             while True:
                 try:
-                    event = inbox.get(timeout=KEEPALIVE_SECONDS)
+                    received = inbox.get(timeout=KEEPALIVE_SECONDS)
                 except queue.Empty:
                     yield ": keep-alive\n\n"
                     continue
-                if event is None:
+                if received is None:
                     return
-                if event[0] in sent:
+                if received[0] in sent:
                     continue
-                yield format_event(event)
+                yield format_event(received)
         finally:
             broadcaster.unsubscribe(inbox)
 

@@ -58,7 +58,7 @@ class Store:
         with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(status_key, decimal_key)
+                    pipe.watch(status_key, decimal_key)  # type: ignore[no-untyped-call]
                     status = pipe.hget(status_key, "status")
                     if status == contract.PENDING.encode():
                         return False
@@ -90,7 +90,7 @@ class Store:
         fields = {name: "" for name in contract.STATUS_FIELDS} | {"status": contract.PENDING}
         pipe.delete(contract.status_key(index))
         # No expiry: a pending mark must never be evicted while its job waits.
-        pipe.hset(contract.status_key(index), mapping=fields)
+        pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         payload = json.dumps(contract.public_status(index, fields), separators=(",", ":"))
         pipe.xadd(contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
@@ -116,7 +116,7 @@ class Store:
     def stream_decimal(self, index: int, length: int) -> Iterator[bytes]:
         key = contract.decimal_key(index)
         for start in range(0, length, CHUNK_BYTES):
-            chunk: bytes = self.redis.getrange(key, start, min(start + CHUNK_BYTES, length) - 1)
+            chunk: Any = self.redis.getrange(key, start, min(start + CHUNK_BYTES, length) - 1)
             if not chunk:
                 # Evicted mid-download: break the response rather than end it
                 # cleanly, so the client sees a short body, not a wrong number.
@@ -136,3 +136,9 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _redis_mapping(fields: dict[str, str]) -> dict[Any, Any]:
+    # redis-py's stubs type hset's mapping with union keys, which a dict[str, str]
+    # (dict keys are invariant) does not match although Redis accepts it.
+    return fields

@@ -41,9 +41,7 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
     except UnicodeDecodeError:
         raise APIError(400, "invalid_encoding", "the body must be UTF-8 encoded JSON") from None
     try:
-        return json.loads(
-            text, parse_int=_IntLiteral, parse_float=_FloatLiteral, parse_constant=_reject_constant
-        )
+        return json.loads(text, parse_int=_IntLiteral, parse_float=_FloatLiteral, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise APIError(400, "invalid_json", f"the body is not valid JSON ({exc.msg})") from None
 
@@ -79,5 +77,5 @@ def parse_submission(raw: bytes, content_type: str | None, max_index: int) -> in
         raise APIError(422, "missing_index", 'the field "index" is required, like {"index": "10"}')
     extra = sorted(key for key in body if key != "index")
     if extra:
-        raise APIError(422, "unexpected_field", f"unexpected field(s): {', '.join(extra)}; send only \"index\"")
+        raise APIError(422, "unexpected_field", f'unexpected field(s): {", ".join(extra)}; send only "index"')
     return parse_index(body["index"], max_index)

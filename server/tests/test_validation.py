@@ -84,7 +84,9 @@ def test_refused(raw: bytes, status: int, code: str) -> None:
     assert info.value.message  # a sentence a person can act on
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
 def test_wrong_content_type(content_type: str | None) -> None:
     with pytest.raises(APIError) as info:
         parse_submission(body("10"), content_type, MAX)

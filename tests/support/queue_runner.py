@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
+from fibworker import contract, jobs
 from redis import Redis
 from rq import Queue, SimpleWorker
-
-from fibworker import contract, jobs
 
 
 def drain(port: int) -> None:

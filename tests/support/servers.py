@@ -94,20 +94,52 @@ class PostgresServer(Server):
             if self._as_user:
                 shutil.chown(pwfile, "postgres", "postgres")
             subprocess.run(
-                [*self._as_user, str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.user,
-                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-sync", "--locale=C"],
-                check=True, capture_output=True,
+                [
+                    *self._as_user,
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "--locale=C",
+                ],
+                check=True,
+                capture_output=True,
             )
         self._spawn(
-            [*self._as_user, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.workdir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            [
+                *self._as_user,
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.workdir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         )
         self._wait_ready()
         import psycopg  # only here: RedisServer users need not have it
 
         with psycopg.connect(
-            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres",
+            host="127.0.0.1",
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
             autocommit=True,
         ) as conn:
             if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone() is None:
@@ -147,10 +179,24 @@ class RedisServer(Server):
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make deps` (or apt-get install redis-server)")
         self._spawn(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--save", "", "--appendonly", "no", "--maxmemory", self.maxmemory,
-             # Only keys with an expiry (computed values) may be evicted; never the queue.
-             "--maxmemory-policy", "volatile-lru"]
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory",
+                self.maxmemory,
+                # Only keys with an expiry (computed values) may be evicted; never the queue.
+                "--maxmemory-policy",
+                "volatile-lru",
+            ]
         )
 
     def env(self) -> dict[str, str]:

@@ -11,11 +11,14 @@ written again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 
 from . import contract
@@ -43,6 +46,7 @@ def requeue_orphans(queue: Queue) -> list[str]:
             if job.worker_name and connection.exists(contract.worker_alive_key(job.worker_name)):
                 continue
             with connection.pipeline() as pipe:
+                pipe.multi()
                 pipe.zrem(registry.key, entry)
                 queue.enqueue_job(job, pipeline=pipe, at_front=True)
                 pipe.execute()
@@ -78,10 +82,9 @@ class Liveness:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        try:
+        # If Redis is gone too, the key simply expires by itself.
+        with contextlib.suppress(RedisError):
             self.connection.delete(self.key)
-        except RedisError:
-            pass  # Redis is gone too; the key expires by itself
 
     def _run(self) -> None:
         beats = 0
@@ -92,6 +95,8 @@ class Liveness:
                 # Reaping is cheap but need not run at every beat.
                 if beats % 2 == 0:
                     requeue_orphans(self.queue)
-            except RedisError as exc:
+            except (RedisConnectionError, RedisTimeoutError) as exc:
                 # RQ's own loop reports and retries the lost connection.
                 log.debug("liveness beat failed", extra={"error": str(exc)})
+            except Exception:
+                log.exception("liveness check failed")

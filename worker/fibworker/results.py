@@ -14,21 +14,17 @@ from . import contract
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
     """Queue an event carrying the same object as GET /api/values/{n}."""
     payload = json.dumps(contract.public_status(index, fields), separators=(",", ":"))
-    pipe.xadd(
-        contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True
-    )
+    pipe.xadd(contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
 
-def store_done(
-    connection: Redis, index: int, decimal: str, compute_ms: float, ttl_seconds: int
-) -> dict[str, Any]:
+def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, ttl_seconds: int) -> dict[str, Any]:
     """Store a computed value and announce it, atomically (MULTI/EXEC)."""
     fields = contract.done_fields(decimal, compute_ms)
     with connection.pipeline(transaction=True) as pipe:
         # The value goes in first: a reader that sees "done" can always stream it.
         pipe.set(contract.decimal_key(index), decimal, ex=ttl_seconds)
         pipe.delete(contract.status_key(index))
-        pipe.hset(contract.status_key(index), mapping=fields)
+        pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         # Only done results expire: with maxmemory-policy volatile-lru, Redis
         # evicts these (recomputable) keys and never the queue or pending marks.
         pipe.expire(contract.status_key(index), ttl_seconds)
@@ -44,6 +40,12 @@ def store_failed(connection: Redis, index: int, error: str) -> None:
     }
     with connection.pipeline(transaction=True) as pipe:
         pipe.delete(contract.status_key(index))
-        pipe.hset(contract.status_key(index), mapping=fields)
+        pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         announce(pipe, index, fields)
         pipe.execute()
+
+
+def _redis_mapping(fields: dict[str, str]) -> dict[Any, Any]:
+    # redis-py's stubs type hset's mapping with union keys, which a dict[str, str]
+    # (dict keys are invariant) does not match although Redis accepts it.
+    return fields

@@ -1,0 +1,46 @@
+# fibstack: the commands a newcomer needs.
+#   make test   every test (sets itself up on a fresh Debian/Ubuntu machine)
+#   make bench  the benchmarks
+#   make lint   ruff and mypy only
+# Python dependencies go into .venv/ (git-ignored); system packages through
+# scripts/ensure-system-packages.sh.
+
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: test lint bench deps system-deps run-api run-worker clean
+
+test: lint
+	$(PYTHON) -m pytest
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(PYTHON) bench/bench.py
+
+deps: system-deps $(INSTALLED)
+
+system-deps:
+	@scripts/ensure-system-packages.sh test
+
+# Reinstalled only when a requirements file changes.
+$(INSTALLED): requirements-dev.txt server/requirements.txt worker/requirements.txt
+	@scripts/ensure-system-packages.sh python
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Run one service by hand against your own Postgres and Redis (see README).
+run-api: deps
+	cd server && ../$(PYTHON) -m gunicorn --config gunicorn.conf.py
+
+run-worker: deps
+	cd worker && ../$(PYTHON) -m fibworker
+
+clean:
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+from fibapi.config import ConfigError, Settings
+
+COMPLETE = {
+    "REDIS_HOST": "redis",
+    "PGHOST": "postgres",
+    "PGUSER": "postgres",
+    "PGDATABASE": "postgres",
+    "PGPASSWORD": "secret",
+}
+
+
+def test_course_names_and_defaults() -> None:
+    settings = Settings.from_env(COMPLETE)
+    assert (settings.redis_port, settings.pg_port, settings.max_index) == (6379, 5432, 10_000_000)
+
+
+def test_missing_variables_are_all_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({})
+    for name in COMPLETE:
+        assert f"{name} is required" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_INDEX", "ten", "MAX_INDEX must be a whole number"),
+        ("MAX_INDEX", "-5", "MAX_INDEX must be between"),
+        ("PGPORT", "0", "PGPORT must be between"),
+        ("REDIS_PORT", "6379x", "REDIS_PORT must be a whole number"),
+        ("LOG_LEVEL", "chatty", "LOG_LEVEL must be"),
+    ],
+)
+def test_bad_values_are_explained(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(COMPLETE | {name: value})
+
+
+def test_empty_password_is_allowed_when_set() -> None:
+    assert Settings.from_env(COMPLETE | {"PGPASSWORD": ""}).pg_password == ""

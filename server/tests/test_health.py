@@ -1,0 +1,119 @@
+"""Probes, and what users see while Postgres or Redis is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fibapi import create_app
+from fibapi.config import Settings
+from flask.testing import FlaskClient
+from processes import wait_until
+from redis import Redis
+from servers import PostgresServer, RedisServer
+
+
+def test_healthz(client: FlaskClient) -> None:
+    assert client.get("/api/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_when_all_is_up(client: FlaskClient) -> None:
+    response = client.get("/api/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+@pytest.fixture
+def own_servers(tmp_path: Path) -> Iterator[tuple[PostgresServer, RedisServer]]:
+    """Servers of this test's own, free to be stopped."""
+    import shutil
+    import tempfile
+
+    pg_dir = Path(tempfile.mkdtemp(prefix="fibstack-outage-"))
+    postgres, redis_server = PostgresServer(pg_dir), RedisServer(tmp_path)
+    postgres.start()
+    redis_server.start()
+    yield postgres, redis_server
+    postgres.stop()
+    redis_server.stop()
+    shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def outage_client(own_servers: tuple[PostgresServer, RedisServer]) -> Iterator[FlaskClient]:
+    postgres, redis_server = own_servers
+    app = create_app(Settings.from_env(postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0"}))
+    yield app.test_client()
+    app.extensions["fibstack.db"].close()
+
+
+def rows(client: FlaskClient) -> list[dict[str, int]]:
+    response = client.get("/api/values/all")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_redis_down_gives_503_records_nothing_and_recovers(
+    outage_client: FlaskClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    _, redis_server = own_servers
+    assert outage_client.post("/api/values", json={"index": "5"}).status_code == 202
+    redis_server.stop()
+
+    response = outage_client.post("/api/values", json={"index": "6"})
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "redis_unavailable"
+    assert "Redis" in response.get_json()["error"]
+    assert response.headers["Retry-After"]
+    assert rows(outage_client) == [{"number": 5}]  # 6 was rolled back, not half-recorded
+    ready = outage_client.get("/api/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["redis"].startswith("unavailable")
+    assert outage_client.get("/api/healthz").status_code == 200
+
+    redis_server.start()  # same port, empty: as after a restart without persistence
+    assert outage_client.post("/api/values", json={"index": "6"}).status_code == 202
+    assert rows(outage_client) == [{"number": 6}, {"number": 5}]
+    assert outage_client.get("/api/readyz").status_code == 200
+
+
+def test_postgres_down_gives_503_queues_nothing_and_recovers(
+    outage_client: FlaskClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    postgres, redis_server = own_servers
+    assert outage_client.post("/api/values", json={"index": "5"}).status_code == 202
+    postgres.stop()
+    Redis(port=redis_server.port).flushall()
+
+    for method, path in (("post", "/api/values"), ("get", "/api/values/all"), ("get", "/api/values/current")):
+        response = getattr(outage_client, method)(path, json={"index": "6"} if method == "post" else None)
+        assert response.status_code == 503, path
+        assert response.get_json()["code"] == "postgres_unavailable"
+    assert Redis(port=redis_server.port).dbsize() == 0  # nothing queued for the refused submission
+    assert outage_client.get("/api/readyz").get_json()["checks"]["postgres"].startswith("unavailable")
+
+    postgres.start()
+    # Recovers by itself within seconds; nothing to restart.
+    wait_until(lambda: outage_client.post("/api/values", json={"index": "6"}).status_code == 202, timeout=30)
+    assert rows(outage_client) == [{"number": 6}, {"number": 5}]
+
+
+def test_api_starts_while_postgres_is_still_down(tmp_path: Path, redis_server: RedisServer) -> None:
+    import shutil
+    import tempfile
+
+    pg_dir = Path(tempfile.mkdtemp(prefix="fibstack-late-"))
+    postgres = PostgresServer(pg_dir)  # not started yet
+    try:
+        app = create_app(Settings.from_env(postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0"}))
+        client = app.test_client()
+        assert client.get("/api/healthz").status_code == 200
+        assert client.get("/api/values/all").status_code == 503
+        postgres.start()
+        wait_until(lambda: client.get("/api/values/all").status_code == 200, timeout=30)
+        assert rows(client) == []  # the schema was created on first use
+        app.extensions["fibstack.db"].close()
+    finally:
+        postgres.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""Start the real services as subprocesses, the way deployments run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from servers import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    pythonpath = os.pathsep.join(str(REPO / part) for part in ("server", "worker", "tests/support"))
+    return os.environ | {"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"} | extra
+
+
+def start_worker(env: dict[str, str], log: Path, delay: float = 0.0) -> subprocess.Popen[bytes]:
+    """`python -m fibworker`, or the test wrapper that slows each job by `delay`."""
+    argv = (
+        [sys.executable, str(REPO / "tests/support/slow_worker.py")] if delay else [sys.executable, "-m", "fibworker"]
+    )
+    extra = env | {"FIB_TEST_DELAY": str(delay), "WORKER_LIVENESS_TTL_SECONDS": "3"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=_env(extra), stdout=out, stderr=subprocess.STDOUT, cwd=REPO / "worker")
+
+
+class API:
+    """gunicorn serving the API exactly as in production (gunicorn.conf.py)."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        extra = env | {"PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+                env=_env(extra),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO / "server",
+            )
+        self.log = log
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/api/healthz", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"the API did not start; see {log}:\n{log.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout} s")

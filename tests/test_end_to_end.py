@@ -1,0 +1,118 @@
+"""API (gunicorn, gevent) -> Redis queue -> worker -> API, all as real processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gmpy2
+import pytest
+import requests
+from processes import API, start_worker
+from redis import Redis
+from sse import events, open_stream, wait_for
+
+
+@pytest.fixture
+def stack(services_env: dict[str, str], tmp_path: Path) -> Iterator[API]:
+    env = services_env | {"RECONCILE_INTERVAL_SECONDS": "1", "LOG_LEVEL": "INFO"}
+    api = API(env, tmp_path / "api.log")
+    worker = start_worker(env, tmp_path / "worker.log")
+    yield api
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=20)
+    api.stop()
+
+
+def post(api: API, index: object) -> requests.Response:
+    return requests.post(f"{api.url}/api/values", json={"index": index}, timeout=10)
+
+
+def test_submit_and_see_the_result_arrive(stack: API) -> None:
+    stream = events(open_stream(stack.url))
+    assert post(stack, "10").status_code == 202
+    pending = wait_for(stream, 10, "pending")
+    done = wait_for(stream, 10, "done")
+    assert int(done.id.split("-")[0]) >= int(pending.id.split("-")[0])
+    assert done.event == "status"
+    assert done.data["value"] == "55"
+    assert requests.get(f"{stack.url}/api/values/10", timeout=5).json() == done.data
+    assert requests.get(f"{stack.url}/api/values/current", timeout=5).json() == {"10": "55"}
+
+
+def test_one_million_is_exact_and_summarised(stack: API) -> None:
+    stream = events(open_stream(stack.url))
+    post(stack, 1_000_000)
+    done = wait_for(stream, 1_000_000)
+    expected = gmpy2.fib(1_000_000).digits()
+    assert done.data["digits"] == 208_988
+    assert done.data["value"] is None
+    assert (done.data["head"], done.data["tail"]) == (expected[:20], expected[-20:])
+    download = requests.get(f"{stack.url}/api/values/1000000/decimal", timeout=30)
+    assert download.headers["Content-Disposition"] == 'attachment; filename="fibonacci-1000000.txt"'
+    assert download.text == expected
+    shown = requests.get(f"{stack.url}/api/values/current", timeout=5).json()["1000000"]
+    assert shown.endswith("(208,988 digits)")
+
+
+def test_reconnecting_client_gets_what_it_missed(stack: API) -> None:
+    stream = events(open_stream(stack.url))
+    post(stack, 11)
+    first = wait_for(stream, 11)
+    post(stack, 12)
+    post(stack, 13)
+    time.sleep(0.5)
+    replayed = events(open_stream(stack.url, last_event_id=first.id))
+    assert wait_for(replayed, 12).data["value"] == "144"
+    assert wait_for(replayed, 13).data["value"] == "233"
+
+
+def test_redis_flush_is_reconciled_by_the_running_api(stack: API, services_env: dict[str, str]) -> None:
+    stream = events(open_stream(stack.url))
+    post(stack, 15)
+    wait_for(stream, 15)
+    Redis(port=int(services_env["REDIS_PORT"])).flushall()
+    # Nobody asks: the API notices the empty Redis and re-queues index 15 itself.
+    wait_for(stream, 15, "pending")
+    assert wait_for(stream, 15).data["value"] == "610"
+
+
+def test_hundreds_of_open_streams_all_get_events_and_do_not_block_requests(stack: API) -> None:
+    streams = [open_stream(stack.url) for _ in range(300)]
+    try:
+        started = time.monotonic()
+        assert requests.get(f"{stack.url}/api/values/all", timeout=10).status_code == 200
+        post(stack, 21)
+        for response in streams:
+            assert wait_for(events(response), 21).data["value"] == "10946"
+        assert time.monotonic() - started < 60
+    finally:
+        for response in streams:
+            response.close()
+
+
+def test_sigterm_ends_open_streams_and_exits_cleanly(stack: API) -> None:
+    stream = open_stream(stack.url)
+    started = time.monotonic()
+    assert stack.stop() == 0
+    # Shorter than graceful_timeout: the open stream did not hold shutdown up.
+    assert time.monotonic() - started < 8
+    assert list(events(stream)) == []
+
+
+def test_every_response_is_json_even_for_errors(stack: API) -> None:
+    for response in (
+        requests.post(f"{stack.url}/api/values", data="index=1", timeout=5),
+        requests.post(f"{stack.url}/api/values", json={"index": "1.5"}, timeout=5),
+        requests.post(
+            f"{stack.url}/api/values", data=b"x" * 5000, headers={"Content-Type": "application/json"}, timeout=5
+        ),
+        requests.get(f"{stack.url}/api/values/404", timeout=5),
+        requests.get(f"{stack.url}/api/nope", timeout=5),
+    ):
+        assert response.status_code in (400, 404, 413, 415, 422)
+        assert response.headers["Content-Type"] == "application/json"
+        assert set(response.json()) == {"error", "code"}
+        assert "Traceback" not in response.text

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import pytest
+from fibworker.config import ConfigError, Settings
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({"REDIS_HOST": "redis"})
+    assert (settings.redis_host, settings.redis_port) == ("redis", 6379)
+    assert settings.heartbeat_seconds < settings.liveness_ttl_seconds
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"REDIS_PORT": "sixty", "LOG_LEVEL": "loud"})
+    message = str(info.value)
+    assert "REDIS_HOST is required" in message
+    assert "REDIS_PORT must be a whole number" in message
+    assert "LOG_LEVEL" in message
+
+
+def test_port_range() -> None:
+    with pytest.raises(ConfigError, match="REDIS_PORT must be between"):
+        Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "70000"})

@@ -1,0 +1,73 @@
+"""The job functions, run by a real RQ worker against a real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import gmpy2
+import pytest
+from fibworker import contract, jobs
+from queue_runner import drain
+from redis import Redis
+from rq import Callback, Queue
+from servers import RedisServer
+
+
+def enqueue(redis_client: Redis, index: int) -> None:
+    """What the API does (see fibapi.store), minus the pending mark."""
+    Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
+        contract.JOB_FUNCTION,
+        args=(index,),
+        job_id=contract.job_id(index),
+        result_ttl=0,
+        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+    )
+
+
+def status(redis_client: Redis, index: int) -> dict[str, str]:
+    raw = redis_client.hgetall(contract.status_key(index))
+    return {key.decode(): value.decode() for key, value in raw.items()}
+
+
+def test_job_stores_value_status_and_event(redis_client: Redis, redis_server: RedisServer) -> None:
+    enqueue(redis_client, 300)
+    drain(redis_server.port)
+    expected = gmpy2.fib(300).digits()
+    assert redis_client.get(contract.decimal_key(300)) == expected.encode()
+    fields = status(redis_client, 300)
+    assert fields["status"] == "done"
+    assert fields["digits"] == str(len(expected))
+    assert fields["value"] == expected
+    ((_, event),) = redis_client.xrange(contract.EVENTS_STREAM)
+    assert json.loads(event[b"data"]) == contract.public_status(300, fields)
+    # Done results expire (evictable); the job itself leaves nothing behind.
+    assert 0 < redis_client.ttl(contract.decimal_key(300)) <= jobs._settings().result_ttl_seconds
+    assert redis_client.ttl(contract.status_key(300)) > 0
+    assert not redis_client.exists(f"rq:job:{contract.job_id(300)}")
+
+
+def test_long_value_is_not_copied_into_the_status(redis_client: Redis, redis_server: RedisServer) -> None:
+    enqueue(redis_client, 10_000)
+    drain(redis_server.port)
+    fields = status(redis_client, 10_000)
+    assert fields["value"] == ""
+    assert int(fields["digits"]) == 2090
+    event = json.loads(redis_client.xrange(contract.EVENTS_STREAM)[-1][1][b"data"])
+    assert event["value"] is None
+    assert len(json.dumps(event)) < 400
+
+
+def test_failure_is_recorded_and_announced(
+    redis_client: Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(n: int) -> None:
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(jobs.fib, "fibonacci", broken)
+    enqueue(redis_client, 5)
+    drain(redis_server.port)
+    fields = status(redis_client, 5)
+    assert fields["status"] == "failed"
+    assert fields["error"] == "MemoryError: out of memory"
+    event = json.loads(redis_client.xrange(contract.EVENTS_STREAM)[-1][1][b"data"])
+    assert (event["status"], event["error"]) == ("failed", "MemoryError: out of memory")
