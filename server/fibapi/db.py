@@ -12,8 +12,9 @@ from contextlib import contextmanager
 import click
 import psycopg
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .config import Settings
 
@@ -147,10 +148,14 @@ def get_db() -> Database:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create the tables (the API also does this by itself on first use)."""
-    with get_db().pool.connection() as conn:
-        create_schema(conn)
+    try:
+        with get_db().pool.connection() as conn:
+            create_schema(conn)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise click.ClickException(f"Postgres is unavailable: {exc}") from None
     click.echo("Schema is in place.")
 
 

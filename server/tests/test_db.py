@@ -42,3 +42,11 @@ def test_database_refuses_negative_indexes(settings: Settings, pg_conn: psycopg.
     except psycopg.errors.CheckViolation:
         return
     raise AssertionError("a negative index was stored")
+
+
+def test_init_db_command_creates_the_tables(app, pg_conn: psycopg.Connection) -> None:  # type: ignore[no-untyped-def]
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "Schema is in place" in result.output
+    tables = {name for (name,) in pg_conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert tables == {"submissions", "indexes"}

@@ -33,13 +33,13 @@ def start_worker(env: dict[str, str], log: Path, delay: float = 0.0) -> subproce
 class API:
     """gunicorn serving the API exactly as in production (gunicorn.conf.py)."""
 
-    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1, extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         extra = env | {"PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py"],
+                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *extra_args],
                 env=_env(extra),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,229 @@
+"""`make bench`: how fast fibstack is, each figure beside its baseline from the same run.
+
+1. Compute: the worker's F(n) + decimal conversion against gmpy2.fib(n) + digits().
+2. Worker throughput on small jobs: RQ's forking Worker against SimpleWorker.
+3. End to end: POST /api/values -> the "done" event, p50/p99, small and large n.
+4. Open event streams: request latency with none and with many streams open,
+   for gunicorn's gevent worker (ours) and a gthread worker (the alternative).
+
+Timings on a shared machine are noisy: compare figures within one run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
+
+import gmpy2  # noqa: E402
+import requests  # noqa: E402
+from fibworker import contract  # noqa: E402
+from fibworker.fib import fibonacci, to_decimal  # noqa: E402
+from processes import API, start_worker  # noqa: E402
+from redis import Redis  # noqa: E402
+from rq import Callback, Queue  # noqa: E402
+from servers import PostgresServer, RedisServer  # noqa: E402
+from sse import events, open_stream  # noqa: E402
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def worker_compute(n: int) -> str:
+    return to_decimal(fibonacci(n))
+
+
+def gmp_compute(n: int) -> str:
+    return str(gmpy2.fib(n).digits())
+
+
+def bench_compute() -> None:
+    print("## 1. Compute + decimal conversion vs GMP baseline (best of N)\n")
+    print("| n | digits | worker (ms) | gmpy2.fib + digits (ms) | ratio | target |")
+    print("|---:|---:|---:|---:|---:|:---|")
+    for exponent in range(3, 8):
+        n = 10**exponent
+        repeat = 200 if n <= 10**5 else (20 if n <= 10**6 else 5)
+        ours = best_of(partial(worker_compute, n), repeat)
+        baseline = best_of(partial(gmp_compute, n), repeat)
+        ratio = ours / baseline
+        target = ("met" if ratio <= 1.2 else "MISSED") + " (<= 1.2x)" if n >= 10**5 else "none below 10^5"
+        digits = len(to_decimal(fibonacci(n)))
+        print(f"| 10^{exponent} | {digits:,} | {ours * 1000:.3f} | {baseline * 1000:.3f} | {ratio:.2f}x | {target} |")
+    print()
+
+
+@contextmanager
+def services() -> Iterator[dict[str, str]]:
+    pg_dir = Path(tempfile.mkdtemp(prefix="fibstack-bench-pg-"))
+    redis_dir = Path(tempfile.mkdtemp(prefix="fibstack-bench-redis-"))
+    postgres, redis_server = PostgresServer(pg_dir), RedisServer(redis_dir, maxmemory="1gb")
+    postgres.start()
+    redis_server.start()
+    try:
+        yield postgres.env() | redis_server.env() | {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL_SECONDS": "0"}
+    finally:
+        postgres.stop()
+        redis_server.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
+        shutil.rmtree(redis_dir, ignore_errors=True)
+
+
+WORKER_CLASSES = {"Worker (fork per job)": "rq.Worker", "SimpleWorker (no fork)": "rq.SimpleWorker"}
+
+
+def bench_throughput(env: dict[str, str], jobs: int = 400) -> None:
+    print(f"## 2. Small-job throughput, one worker process, {jobs} jobs (F(1000)..)\n")
+    print("| worker class | jobs/s | ms per job |")
+    print("|:---|---:|---:|")
+    connection = Redis(port=int(env["REDIS_PORT"]))
+    for label, dotted in WORKER_CLASSES.items():
+        connection.flushall()
+        queue = Queue(contract.QUEUE_NAME, connection=connection)
+        for index in range(1000, 1000 + jobs):
+            queue.enqueue_call(
+                contract.JOB_FUNCTION,
+                args=(index,),
+                job_id=contract.job_id(index),
+                result_ttl=0,
+                on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+            )
+        code = (
+            "import sys; from redis import Redis; from rq import Queue; from rq.utils import import_attribute;"
+            f"c = Redis(port={env['REDIS_PORT']});"
+            f"import_attribute('{dotted}')([Queue('{contract.QUEUE_NAME}', connection=c)], connection=c)"
+            ".work(burst=True, logging_level='WARNING')"
+        )
+        child_env = os.environ | env | {"PYTHONPATH": str(REPO / "worker")}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=child_env, check=True, capture_output=True)
+        elapsed = time.perf_counter() - started
+        done = sum(
+            1 for index in range(1000, 1000 + jobs) if connection.hget(contract.status_key(index), "status") == b"done"
+        )
+        assert done == jobs, f"{label}: only {done} of {jobs} jobs done"
+        print(f"| {label} | {jobs / elapsed:.0f} | {elapsed / jobs * 1000:.2f} |")
+    print("\n(Includes the worker's start-up, the same for both.)\n")
+
+
+def bench_end_to_end(env: dict[str, str], work: Path) -> None:
+    print("## 3. End to end: POST -> done event (1 API process, 1 worker)\n")
+    print("| case | samples | p50 (ms) | p99 (ms) |")
+    print("|:---|---:|---:|---:|")
+    Redis(port=int(env["REDIS_PORT"])).flushall()
+    api = API(env, work / "api-e2e.log")
+    worker = start_worker(env, work / "worker-e2e.log")
+    try:
+        time.sleep(1)
+        stream = events(open_stream(api.url, timeout=120))
+        for label, indexes in (
+            ("small n (F(10)..F(209))", list(range(10, 210))),
+            ("large n (F(10^6)..)", list(range(10**6, 10**6 + 20))),
+            ("largest n (F(10^7)..)", list(range(10**7 - 5, 10**7))),
+        ):
+            samples = []
+            for index in indexes:
+                started = time.perf_counter()
+                response = requests.post(f"{api.url}/api/values", json={"index": index}, timeout=30)
+                response.raise_for_status()
+                for event in stream:
+                    if event.data["index"] == index and event.data["status"] == "done":
+                        break
+                samples.append((time.perf_counter() - started) * 1000)
+            print(f"| {label} | {len(samples)} | {statistics.median(samples):.1f} | {percentile(samples, 99):.1f} |")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        api.stop()
+    print()
+
+
+def request_latencies(url: str, count: int = 200) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            requests.get(f"{url}/api/values/all", timeout=5).raise_for_status()
+            samples.append((time.perf_counter() - started) * 1000)
+        except requests.RequestException:
+            samples.append(float("inf"))
+    return samples
+
+
+def open_streams(url: str, count: int) -> list[requests.Response]:
+    """Open up to `count` event streams at once; the ones the server accepted."""
+    opened: list[requests.Response] = []
+
+    def hold() -> None:
+        with suppress(requests.RequestException):
+            opened.append(requests.get(f"{url}/api/events", stream=True, timeout=3))
+
+    threads = [threading.Thread(target=hold, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    return opened
+
+
+def bench_streams(env: dict[str, str], work: Path, stream_count: int = 500) -> None:
+    print(f"## 4. GET /api/values/all latency with 0 and {stream_count} open event streams (1 API process)\n")
+    print("| gunicorn worker | streams asked for | streams open | p50 (ms) | p99 (ms) | requests failed |")
+    print("|:---|---:|---:|---:|---:|---:|")
+    for label, args in (
+        ("gevent (ours)", ()),
+        ("gthread, 8 threads", ("--worker-class", "gthread", "--threads", "8")),
+    ):
+        api = API(env, work / f"api-{label.split()[0]}.log", extra_args=args)
+        try:
+            for streams_open in (0, stream_count):
+                holders = open_streams(api.url, streams_open)
+                samples = request_latencies(api.url, 100)
+                ok = [s for s in samples if s != float("inf")]
+                p50 = f"{statistics.median(ok):.1f}" if ok else "-"
+                p99 = f"{percentile(ok, 99):.1f}" if ok else "-"
+                failed = f"{len(samples) - len(ok)} of {len(samples)}"
+                print(f"| {label} | {streams_open} | {len(holders)} | {p50} | {p99} | {failed} |")
+                for response in holders:
+                    response.close()
+        finally:
+            api.stop()
+    print()
+
+
+def main() -> None:
+    print(f"# fibstack benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs)\n")
+    bench_compute()
+    work = Path(tempfile.mkdtemp(prefix="fibstack-bench-"))
+    with services() as env:
+        bench_throughput(env)
+        bench_end_to_end(env, work)
+        bench_streams(env, work)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
