@@ -63,6 +63,15 @@ def register(app: Flask) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)
+    def redis_full(exc: Exception) -> Response:
+        # Only reachable if Redis is misconfigured (no volatile-lru) or full of
+        # queued jobs: computed values alone are always evictable.
+        log.error("redis out of memory", extra={"error": str(exc)})
+        response = error_response(503, "redis_full", "The queue (Redis) is full; try again later.")
+        response.headers["Retry-After"] = "30"
+        return response
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")

@@ -202,3 +202,9 @@ def test_events_are_appended_for_each_status_change(
     entries = redis_client.xrange(contract.EVENTS_STREAM)
     payloads = [json.loads(fields[b"data"]) for _, fields in entries]
     assert [(p["index"], p["status"], p["value"]) for p in payloads] == [(9, "pending", None), (9, "done", "34")]
+
+
+def test_surrounding_whitespace_is_accepted(client: FlaskClient, pg_conn: psycopg.Connection) -> None:
+    status, payload = submit(client, " 7 ")
+    assert (status, payload["index"]) == (202, 7)
+    assert client.get("/api/values/all").get_json() == [{"number": 7}]
