@@ -30,6 +30,14 @@ def error_response(status: int, code: str, message: str) -> Response:
     return response
 
 
+def unavailable(exc: Exception, code: str, message: str, retry_after: int = 5) -> Response:
+    """503 for a backing service that is down: the client should simply retry."""
+    log.warning(code, extra={"error": str(exc)})
+    response = error_response(503, code, message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError) -> Response:
@@ -47,30 +55,21 @@ def register(app: Flask) -> None:
     @app.errorhandler(psycopg.OperationalError)
     @app.errorhandler(psycopg_pool.PoolTimeout)
     def postgres_down(exc: Exception) -> Response:
-        log.warning("postgres unavailable", extra={"error": str(exc)})
-        response = error_response(
-            503, "postgres_unavailable", "The database (Postgres) is unavailable; try again in a moment."
+        return unavailable(
+            exc, "postgres_unavailable", "The database (Postgres) is unavailable; try again in a moment."
         )
-        response.headers["Retry-After"] = "5"
-        return response
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(redis.exceptions.BusyLoadingError)
     def redis_down(exc: Exception) -> Response:
-        log.warning("redis unavailable", extra={"error": str(exc)})
-        response = error_response(503, "redis_unavailable", "The queue (Redis) is unavailable; try again in a moment.")
-        response.headers["Retry-After"] = "5"
-        return response
+        return unavailable(exc, "redis_unavailable", "The queue (Redis) is unavailable; try again in a moment.")
 
     @app.errorhandler(redis.exceptions.OutOfMemoryError)
     def redis_full(exc: Exception) -> Response:
         # Only reachable if Redis is misconfigured (no volatile-lru) or full of
         # queued jobs: computed values alone are always evictable.
-        log.error("redis out of memory", extra={"error": str(exc)})
-        response = error_response(503, "redis_full", "The queue (Redis) is full; try again later.")
-        response.headers["Retry-After"] = "30"
-        return response
+        return unavailable(exc, "redis_full", "The queue (Redis) is full; try again later.", retry_after=30)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
