@@ -84,6 +84,15 @@ def spec(max_index: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/values/recent": {
+                "get": {
+                    "summary": "Status objects of the most recently submitted distinct indexes, newest first",
+                    "responses": {
+                        "200": _json({"type": "array", "items": _STATUS}, "Statuses"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
             "/api/values/{n}": {
                 "get": {
                     "summary": "The status of one index",

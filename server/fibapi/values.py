@@ -42,21 +42,35 @@ def all_submissions() -> list[dict[str, int]]:
     return [{"number": number} for number in numbers]
 
 
-@bp.get("/current")
-def current() -> dict[str, str]:
-    """index -> display string for the most recently submitted distinct indexes."""
+def _recent_statuses() -> list[dict[str, Any]]:
+    """Status objects of the most recently submitted distinct indexes, newest first."""
     with get_db().connection() as conn:
         indexes = get_db().recent_indexes(conn, current_app.config["RECENT_LIMIT"])
     store = get_store()
-    shown: dict[str, str] = {}
+    found = []
     for index, status in store.statuses(indexes).items():
         if status is None:
             # Recorded but unknown to Redis (evicted or flushed): compute it again.
             store.request_computation(index)
-            shown[str(index)] = contract.NOTHING_YET
-        else:
-            shown[str(index)] = contract.display_string(status)
-    return shown
+            status = contract.public_status(index, {})
+        found.append(status)
+    return found
+
+
+@bp.get("/current")
+def current() -> dict[str, str]:
+    """index -> display string (the course's shape), newest first."""
+    return {str(status["index"]): contract.display_string(status) for status in _recent_statuses()}
+
+
+@bp.get("/recent")
+def recent() -> list[dict[str, Any]]:
+    """The same indexes as /current, as full status objects in a list.
+
+    A list keeps the order: JavaScript objects put integer-like keys in
+    numeric order, so /current cannot tell a browser which index is newest.
+    """
+    return _recent_statuses()
 
 
 def _status_or_404(index: int) -> dict[str, Any]:

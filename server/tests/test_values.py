@@ -115,6 +115,9 @@ def test_lists_are_newest_first_and_bounded(client: FlaskClient, app) -> None:  
         submit(client, index)
     assert client.get("/api/values/all").get_json() == [{"number": n} for n in (2, 4, 3)]
     assert list(client.get("/api/values/current").get_json()) == ["2", "4", "3"]
+    recent = client.get("/api/values/recent").get_json()
+    assert [status["index"] for status in recent] == [2, 4, 3]
+    assert all(status["status"] == "pending" for status in recent)
 
 
 BAD_REQUESTS = [
