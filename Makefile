@@ -1,5 +1,5 @@
 # fibstack: the commands a newcomer needs.
-#   make test   every test (sets itself up on a fresh Debian/Ubuntu machine)
+#   make test   every test, Python and client (sets itself up on a fresh Debian/Ubuntu machine)
 #   make bench  the benchmarks
 #   make lint   ruff and mypy only
 # Python dependencies go into .venv/ (git-ignored); system packages through
@@ -10,15 +10,30 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test lint bench deps system-deps run-api run-worker clean
+CLIENT_INSTALLED := client/node_modules/.installed
+WITH_NODE := scripts/with-node
 
-test: lint
+.PHONY: test lint bench deps system-deps client-test run-api run-worker clean
+
+# The client's build is served by a real nginx in tests/test_client_nginx.py,
+# so the client goes first.
+test: lint client-test
 	$(PYTHON) -m pytest
 
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+client-test: $(CLIENT_INSTALLED)
+	cd client && ../$(WITH_NODE) npm run lint
+	cd client && ../$(WITH_NODE) npm test
+	cd client && ../$(WITH_NODE) npm run build
+
+# npm ci from the committed lockfile, again only when it changes.
+$(CLIENT_INSTALLED): client/package.json client/package-lock.json
+	cd client && ../$(WITH_NODE) npm ci --no-audit --no-fund
+	touch $@
 
 bench: deps
 	$(PYTHON) bench/bench.py
@@ -43,4 +58,4 @@ run-worker: deps
 	cd worker && ../$(PYTHON) -m fibworker
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist

@@ -26,6 +26,11 @@ for group in "${@:-test}"; do
             need redis-server command -v redis-server
             need postgresql has_postgres
             need util-linux command -v setpriv  # runs Postgres as its own user when we are root
+            need nginx command -v nginx  # serves the client's production build in its test
+            ;;
+        node)
+            need nodejs command -v node
+            need npm command -v npm
             ;;
         *) echo "ensure-system-packages: unknown group '$group'" >&2; exit 2 ;;
     esac

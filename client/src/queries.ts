@@ -1,0 +1,25 @@
+import { useQuery } from "@tanstack/react-query";
+import { api, type Status } from "./api";
+
+export const keys = { seen: ["values", "seen"], recent: ["values", "recent"] } as const;
+
+// While a list cannot be loaded, try again every few seconds, so the page
+// recovers by itself when the API is back.
+const RETRY_WHILE_FAILING_MS = 5000;
+const refetchInterval = (query: { state: { error: unknown } }) => (query.state.error ? RETRY_WHILE_FAILING_MS : false);
+
+export function useSeenIndexes() {
+  return useQuery({ queryKey: keys.seen, queryFn: api.seen, refetchInterval });
+}
+
+export function useRecentValues() {
+  return useQuery({ queryKey: keys.recent, queryFn: api.recent, refetchInterval });
+}
+
+/** The list with `status` put in place: updated where present, else added first. */
+export function upsertStatus(list: Status[] | undefined, status: Status): Status[] {
+  const items = list ?? [];
+  const at = items.findIndex((item) => item.index === status.index);
+  if (at === -1) return [status, ...items];
+  return items.map((item, position) => (position === at ? status : item));
+}
