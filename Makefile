@@ -13,7 +13,15 @@ INSTALLED := $(VENV)/.installed
 CLIENT_INSTALLED := client/node_modules/.installed
 WITH_NODE := scripts/with-node
 
-.PHONY: test lint bench deps system-deps client-test run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test dev dev-prod e2e run-api run-worker clean
+
+# The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
+dev: deps client-deps
+	$(PYTHON) -m stack dev
+
+# The same with the client's production build instead of the dev server.
+dev-prod: deps client-deps
+	$(PYTHON) -m stack dev --prod-client
 
 # The client's build is served by a real nginx in tests/test_client_nginx.py,
 # so the client goes first.
@@ -24,6 +32,8 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+client-deps: $(CLIENT_INSTALLED)
 
 client-test: $(CLIENT_INSTALLED)
 	cd client && ../$(WITH_NODE) npm run lint

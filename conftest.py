@@ -14,7 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from redis import Redis
-from servers import PostgresServer, RedisServer
+
+from stack.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
+sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
 
 import gmpy2  # noqa: E402
 import requests  # noqa: E402
@@ -34,8 +34,9 @@ from fibworker.fib import fibonacci, to_decimal  # noqa: E402
 from processes import API, start_worker  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Callback, Queue  # noqa: E402
-from servers import PostgresServer, RedisServer  # noqa: E402
 from sse import events, open_stream  # noqa: E402
+
+from stack.servers import PostgresServer, RedisServer  # noqa: E402
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

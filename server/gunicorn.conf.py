@@ -27,7 +27,10 @@ timeout = 30
 # at once (below), and browsers reconnect to another replica.
 graceful_timeout = 10
 keepalive = 5
-reload = os.environ.get("GUNICORN_RELOAD", "") == "1"  # Dockerfile.dev turns it on
+reload = os.environ.get("GUNICORN_RELOAD", "") == "1"  # Dockerfile.dev and make dev turn it on
+# gunicorn's admin socket (in $HOME) is unused here, and clashes between
+# several API processes on one machine (tests, the local stack).
+control_socket_disable = True
 
 accesslog = "-"
 access_log_format = '%(m)s %(U)s %(s)s %(B)s bytes %(M)s ms "%(a)s"'

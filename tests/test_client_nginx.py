@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from servers import free_port, wait_for_port
+
+from stack.router import nginx_command, write_client_server
+from stack.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "client" / "dist"
@@ -20,20 +21,10 @@ def client_nginx(tmp_path: Path) -> Iterator[str]:
     if not (DIST / "index.html").exists():
         pytest.fail("client/dist is missing: `make test` builds it before running pytest (make client-test)")
     port = free_port()
-    conf = (REPO / "client" / "nginx.conf").read_text()
-    # The image's paths and port, moved into this test's own directory.
-    conf = conf.replace("listen 3000;", f"listen 127.0.0.1:{port};")
-    conf = conf.replace("root /usr/share/nginx/html;", f"root {DIST};")
-    conf = conf.replace("/tmp/", f"{tmp_path}/")
-    (tmp_path / "nginx.conf").write_text(conf)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    check = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True)
+    conf = write_client_server(tmp_path, port, DIST)
+    check = subprocess.run([*nginx_command(conf)[:-2], "-t"], capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
-    process = subprocess.Popen(
-        [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"

@@ -12,7 +12,8 @@ from fibapi.config import Settings
 from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
-from servers import PostgresServer, RedisServer
+
+from stack.servers import PostgresServer, RedisServer
 
 LARGE = list(range(1_000_000, 1_000_030))  # 30 values of ~209 KB: 6 MB in all
 

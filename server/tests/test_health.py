@@ -11,7 +11,8 @@ from fibapi.config import Settings
 from flask.testing import FlaskClient
 from processes import wait_until
 from redis import Redis
-from servers import PostgresServer, RedisServer
+
+from stack.servers import PostgresServer, RedisServer
 
 
 def test_healthz(client: FlaskClient) -> None:

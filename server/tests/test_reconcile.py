@@ -9,7 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
-from servers import RedisServer
+
+from stack.servers import RedisServer
 
 
 def run_reconcile(app: Flask) -> int | None:

@@ -11,7 +11,8 @@ from fibapi import contract
 from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
-from servers import RedisServer
+
+from stack.servers import RedisServer
 
 
 def submit(client: FlaskClient, index: object) -> tuple[int, dict]:

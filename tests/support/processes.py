@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import requests
-from servers import free_port
+
+from stack.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

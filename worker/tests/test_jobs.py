@@ -10,7 +10,8 @@ from fibworker import contract, jobs
 from queue_runner import drain
 from redis import Redis
 from rq import Callback, Queue
-from servers import RedisServer
+
+from stack.servers import RedisServer
 
 
 def enqueue(redis_client: Redis, index: int) -> None:

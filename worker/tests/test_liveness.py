@@ -61,7 +61,7 @@ def test_sigterm_finishes_the_current_job_then_exits(
 
 
 def test_worker_waits_for_redis_instead_of_crashing(tmp_path: Path, services_env: dict[str, str]) -> None:
-    from servers import RedisServer
+    from stack.servers import RedisServer
 
     later = RedisServer(tmp_path)
     worker = start_worker(services_env | later.env(), tmp_path / "worker.log")

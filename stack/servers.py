@@ -1,0 +1,218 @@
+"""Real Postgres and Redis servers on local ports: for tests, benchmarks and `make dev`.
+
+Each server lives in its own directory and can be stopped and started again
+(the outage tests do that). Tests take free ports and throw-away directories;
+the local stack fixed ports and directories under .work/. As root, Postgres
+runs as the `postgres` user, since it refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def postgres_bindir() -> Path:
+    """The newest installed PostgreSQL's bin directory (Debian/Ubuntu layout)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    raise RuntimeError("PostgreSQL is not installed: run `make deps` (or apt-get install postgresql)")
+
+
+class Server:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "server.log"
+
+    def command(self) -> list[str]:
+        """The server in the foreground, as a process manager would run it."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-time set-up before the first start."""
+
+    def start(self) -> None:
+        self.prepare()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_port(self.port)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class PostgresServer(Server):
+    user = "fibstack"
+    database = "fibstack"
+
+    def __init__(self, workdir: Path, port: int | None = None, durable: bool = False) -> None:
+        super().__init__(workdir, port)
+        self.durable = durable  # tests trade crash safety for speed
+        self.data = workdir / "data"
+        # A random password per cluster, kept beside it (never in the repository).
+        password_file = workdir / "password"
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(18))
+            password_file.chmod(0o600)
+        self.password = password_file.read_text().strip()
+        self.bindir = postgres_bindir()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres", "postgres")
+            self._as_user = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+
+    def prepare(self) -> None:
+        """Create the cluster and the database, once (the data is kept after that)."""
+        if (self.data / "PG_VERSION").exists():
+            return
+        pwfile = self.workdir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self._as_user:
+            shutil.chown(pwfile, "postgres", "postgres")
+        subprocess.run(
+            [
+                *self._as_user,
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        pwfile.unlink()
+        # Single-user mode: creates the database without starting a server.
+        subprocess.run(
+            [*self._as_user, str(self.bindir / "postgres"), "--single", "-D", str(self.data), "postgres"],
+            input=f'CREATE DATABASE "{self.database}";\n'.encode(),
+            check=True,
+            capture_output=True,
+        )
+
+    def command(self) -> list[str]:
+        fast = [] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        return [
+            *self._as_user,
+            str(self.bindir / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.workdir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            *fast,
+        ]
+
+    def start(self) -> None:
+        super().start()
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"Postgres did not become ready; see {self.log}")
+
+    def stop(self, sig: int = signal.SIGINT) -> None:  # SIGINT: Postgres's "fast" shutdown
+        super().stop(sig)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+            "PGDATABASE": self.database,
+        }
+
+
+class RedisServer(Server):
+    def __init__(
+        self, workdir: Path, port: int | None = None, maxmemory: str = "256mb", persistent: bool = False
+    ) -> None:
+        super().__init__(workdir, port)
+        self.maxmemory = maxmemory
+        self.persistent = persistent
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run `make deps` (or apt-get install redis-server)")
+        persistence = ["--appendonly", "yes"] if self.persistent else ["--save", "", "--appendonly", "no"]
+        return [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            *persistence,
+            "--maxmemory",
+            self.maxmemory,
+            # Only keys with an expiry (computed values) may be evicted; never the queue.
+            "--maxmemory-policy",
+            "volatile-lru",
+        ]
+
+    def env(self) -> dict[str, str]:
+        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port)}

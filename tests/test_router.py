@@ -1,0 +1,148 @@
+"""nginx/templates/default.conf.template, rendered as the image does, run by a real nginx.
+
+In front of a real API (gunicorn) and a stand-in client.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from processes import API
+
+from stack.router import csp, nginx_command, write_router
+from stack.servers import free_port, wait_for_port
+
+
+class FakeClient(BaseHTTPRequestHandler):
+    """Stands in for the client service: says which path it was asked for."""
+
+    def do_GET(self) -> None:
+        body = f"client saw {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_client() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeClient)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def start_router(workdir: Path, api: str, client: str, mode: str = "production") -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    conf = write_router(workdir, port, api=api, client=client, mode=mode)
+    check = subprocess.run([*nginx_command(conf)[:-2], "-t"], capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
+    process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def router(services_env: dict[str, str], fake_client: int, tmp_path: Path) -> Iterator[str]:
+    api = API(services_env, tmp_path / "api.log")
+    process, url = start_router(tmp_path / "router", f"127.0.0.1:{api.port}", f"127.0.0.1:{fake_client}")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    api.stop()
+
+
+@pytest.mark.parametrize("mode", ["production", "development"])
+def test_both_modes_pass_nginx_t(tmp_path: Path, mode: str) -> None:
+    # start_router runs `nginx -t` on the rendered files first.
+    process, _ = start_router(tmp_path, "127.0.0.1:1", "127.0.0.1:2", mode)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_api_paths_pass_through_unchanged_and_the_rest_goes_to_the_client(router: str) -> None:
+    assert requests.get(f"{router}/api/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{router}/api/values/all", timeout=5).json() == []
+    assert requests.get(f"{router}/otherpage?x=1", timeout=5).text == "client saw /otherpage?x=1"
+    assert requests.get(f"{router}/", timeout=5).text == "client saw /"
+
+
+def test_security_headers_on_pages_api_and_errors(router: str) -> None:
+    for path in ("/", "/api/healthz", "/api/values/404"):
+        headers = requests.get(f"{router}{path}", timeout=5).headers
+        assert headers["Content-Security-Policy"] == csp("production")
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert "Server" not in headers or "/" not in headers["Server"]  # no version
+
+
+def test_large_body_is_refused_with_json(router: str) -> None:
+    response = requests.post(
+        f"{router}/api/values", data=b"1" * 20_000, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["code"] == "request_entity_too_large"
+
+
+def test_submissions_are_rate_limited_with_json(router: str) -> None:
+    def submit(index: int) -> requests.Response:
+        return requests.post(f"{router}/api/values", json={"index": index}, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(submit, range(60)))
+    statuses = {response.status_code for response in responses}
+    assert statuses == {202, 429}
+    limited = next(response for response in responses if response.status_code == 429)
+    assert limited.json() == {
+        "error": "Too many submissions; wait a moment and try again.",
+        "code": "too_many_requests",
+    }
+    # Reading is not limited.
+    assert all(requests.get(f"{router}/api/values/all", timeout=5).ok for _ in range(40))
+
+
+def test_event_stream_is_not_buffered(router: str) -> None:
+    started = time.monotonic()
+    with requests.get(f"{router}/api/events", stream=True, timeout=10) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert "Content-Encoding" not in stream.headers
+        # The API sends ~30 bytes at once, then nothing for 15 s: a buffering
+        # proxy would hold them back until its buffer filled or the timeout hit.
+        lines = stream.iter_lines(decode_unicode=True)
+        assert next(lines) == "retry: 3000"
+        assert time.monotonic() - started < 5
+        requests.post(f"{router}/api/values", json={"index": 10}, timeout=5)
+        assert any('"index":10' in (line or "") for line in lines)
+
+
+def test_text_is_compressed(router: str, services_env: dict[str, str]) -> None:
+    response = requests.get(f"{router}/api/openapi.json", headers={"Accept-Encoding": "gzip"}, timeout=5)
+    assert response.headers["Content-Encoding"] == "gzip"
+
+
+def test_api_down_is_a_json_502(tmp_path: Path, fake_client: int) -> None:
+    process, url = start_router(tmp_path, f"127.0.0.1:{free_port()}", f"127.0.0.1:{fake_client}")
+    try:
+        response = requests.get(f"{url}/api/values/all", timeout=5)
+        assert response.status_code == 502
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["code"] == "bad_gateway"
+        assert requests.get(f"{url}/nginx-health", timeout=5).text == "ok\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
