@@ -125,7 +125,8 @@ def dev(prod_client: bool) -> int:
     print(f"fibstack: starting Postgres, Redis, the worker, the API, the client and the router for {URL}", flush=True)
     honcho = str(Path(PYTHON).with_name("honcho"))
     # Replace this process, so Ctrl-C and SIGTERM reach honcho directly.
-    os.execv(honcho, [honcho, "start",  # noqa: S606 "-f", str(WORK / "Procfile"), "-e", str(WORK / "env"), "-d", str(REPO)])
+    argv = [honcho, "start", "-f", str(WORK / "Procfile"), "-e", str(WORK / "env"), "-d", str(REPO)]
+    os.execv(honcho, argv)  # noqa: S606
     return 0  # not reached
 
 
