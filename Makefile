@@ -24,9 +24,16 @@ dev-prod: deps client-deps
 	$(PYTHON) -m stack dev --prod-client
 
 # The client's build is served by a real nginx in tests/test_client_nginx.py,
-# so the client goes first.
+# so the client goes first; the browser test last, against both variants of
+# the local stack (each started fresh and stopped by scripts/e2e.sh).
 test: lint client-test
 	$(PYTHON) -m pytest
+	$(MAKE) e2e
+
+e2e: deps client-deps
+	@scripts/ensure-system-packages.sh e2e
+	scripts/e2e.sh
+	scripts/e2e.sh --prod-client
 
 lint: deps
 	$(VENV)/bin/ruff check .

@@ -21,11 +21,17 @@ export default defineConfig({
     // Bind mounts on Docker Desktop may not deliver file events: VITE_USE_POLLING=1.
     watch: { usePolling: process.env.VITE_USE_POLLING === "1" },
   },
+  // Pre-bundle the dependencies when the dev server starts; otherwise Vite may
+  // discover them on the first page load and reload that page.
+  optimizeDeps: {
+    include: ["react", "react/jsx-dev-runtime", "react-dom/client", "react-router", "@tanstack/react-query"],
+  },
   preview: { port: 3000, strictPort: true },
   build: { sourcemap: true },
   test: {
     environment: "jsdom",
     setupFiles: ["src/test/setup.ts"],
+    include: ["src/**/*.test.{ts,tsx}"],
     restoreMocks: true,
   },
 });

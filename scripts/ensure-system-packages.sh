@@ -28,6 +28,10 @@ for group in "${@:-test}"; do
             need util-linux command -v setpriv  # runs Postgres as its own user when we are root
             need nginx command -v nginx  # serves the client's production build in its test
             ;;
+        e2e)
+            need chromium command -v chromium  # driven by Playwright in the browser test
+            need curl command -v curl
+            ;;
         node)
             need nodejs command -v node
             need npm command -v npm

@@ -26,7 +26,8 @@ from stack import router
 from stack.servers import PostgresServer, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / ".work" / "dev"
+# Data and generated configs; FIBSTACK_WORK_DIR gives the end-to-end test a fresh stack.
+WORK = Path(os.environ.get("FIBSTACK_WORK_DIR", REPO / ".work" / "dev"))
 PYTHON = sys.executable
 WITH_NODE = REPO / "scripts" / "with-node"
 

@@ -23,3 +23,16 @@ export function upsertStatus(list: Status[] | undefined, status: Status): Status
   if (at === -1) return [status, ...items];
   return items.map((item, position) => (position === at ? status : item));
 }
+
+/**
+ * The list with `index` first, for a submission the API just accepted.
+ *
+ * An entry already there keeps its status: the event stream may have
+ * delivered a newer one (even "done") before the POST response arrived,
+ * and that response's status is older than the event's.
+ */
+export function placeFirst(list: Status[] | undefined, submitted: Status): Status[] {
+  const items = list ?? [];
+  const existing = items.find((item) => item.index === submitted.index);
+  return [existing ?? submitted, ...items.filter((item) => item.index !== submitted.index)];
+}

@@ -50,6 +50,27 @@ describe("live results", () => {
     expect(await screen.findByText("12, 7")).toBeInTheDocument(); // "Indexes I have seen" refetched
   });
 
+  it("keeps a result that arrives before the response to its own submission", async () => {
+    // The worker can finish before the API's answer to the POST reaches the
+    // page; that answer (pending) must not overwrite the newer "done".
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    server.use(
+      http.post("*/api/values", async () => {
+        await answered;
+        return HttpResponse.json({ working: true, ...status(10) }, { status: 202 });
+      }),
+    );
+    const { user } = renderApp();
+    await screen.findByText("None yet.", { selector: ".seen" });
+    await user.type(screen.getByLabelText("Enter your index:"), "10{Enter}");
+    act(() => FakeEventSource.latest().emit(status(10)));
+    act(() => FakeEventSource.latest().emit(done(10, "55")));
+    answer();
+    await waitFor(() => expect(screen.getByLabelText("Enter your index:")).toHaveValue(""));
+    expect(await findItem(/For index 10/)).toHaveTextContent("For index 10 I calculated 55");
+  });
+
   it("shows a failure from the worker", async () => {
     db.recent = [status(9)];
     renderApp();

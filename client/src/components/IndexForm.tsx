@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useId, useState, type FormEvent } from "react";
 import { api, ApiError, type Status } from "../api";
-import { keys, upsertStatus } from "../queries";
+import { keys, placeFirst } from "../queries";
 
 const DIGITS = /^\s*\d+\s*$/;
 
@@ -17,7 +17,7 @@ export function IndexForm() {
     onSuccess: (status: Status) => {
       setIndex("");
       setError(null);
-      queryClient.setQueryData<Status[]>(keys.recent, (list) => upsertStatus(list, status));
+      queryClient.setQueryData<Status[]>(keys.recent, (list) => placeFirst(list, status));
       void queryClient.invalidateQueries({ queryKey: keys.seen });
     },
     onError: (err: Error) => {

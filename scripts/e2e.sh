@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Start a fresh local stack, run the browser test against it, stop the stack.
+#   scripts/e2e.sh               the Vite dev server behind the router (make dev)
+#   scripts/e2e.sh --prod-client the production build behind the router (make dev-prod)
+# The stack's data lives in a throw-away directory, so every run starts empty.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+base=http://localhost:${FIBSTACK_ROUTER_PORT:-3050}
+if curl -fsS -o /dev/null "$base/nginx-health" 2>/dev/null; then
+    echo "e2e: something already serves $base (a running make dev?); stop it first" >&2
+    exit 1
+fi
+
+work=$(mktemp -d /tmp/fibstack-e2e-XXXXXX)
+chmod 755 "$work"  # Postgres runs as its own user when we are root
+mkdir -p .work
+log=.work/e2e-stack.log
+FIBSTACK_WORK_DIR=$work setsid .venv/bin/python -m stack dev "$@" >"$log" 2>&1 &
+stack=$!
+
+stop() {
+    kill -TERM "$stack" 2>/dev/null || true   # honcho stops every service
+    wait "$stack" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap stop EXIT
+
+for _ in $(seq 240); do
+    if curl -fsS -o /dev/null "$base/api/readyz" 2>/dev/null && curl -fsS -o /dev/null "$base/" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$stack" 2>/dev/null; then
+        echo "e2e: the stack stopped; its log:" >&2; tail -50 "$log" >&2; exit 1
+    fi
+    sleep 0.5
+done
+curl -fsS -o /dev/null "$base/api/readyz" || { echo "e2e: the stack is not ready; see $log" >&2; exit 1; }
+
+cd client
+E2E_BASE_URL=$base ../scripts/with-node npx vitest run --config vitest.e2e.config.ts \
+    || { echo "e2e: failed; the stack's log is in $log" >&2; exit 1; }
