@@ -70,9 +70,10 @@ def write_client_server(workdir: Path, port: int, dist: Path) -> Path:
     """client/nginx.conf serving `dist` on 127.0.0.1:`port`; returns its path."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = CLIENT_CONF.read_text()
+    # The image's temporary paths first, before `dist` (which may itself be under /tmp) is written in.
+    conf = conf.replace("/tmp/", f"{workdir}/")  # noqa: S108
     conf = conf.replace("listen 3000;", f"listen 127.0.0.1:{port};")
     conf = conf.replace("root /usr/share/nginx/html;", f"root {dist};")
-    conf = conf.replace("/tmp/", f"{workdir}/")  # noqa: S108 (moving the image's paths out of /tmp)
     path = workdir / "nginx.conf"
     path.write_text(conf)
     return path
