@@ -13,7 +13,7 @@ INSTALLED := $(VENV)/.installed
 CLIENT_INSTALLED := client/node_modules/.installed
 WITH_NODE := scripts/with-node
 
-.PHONY: test lint bench deps system-deps client-deps client-test dev dev-prod e2e run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test dev dev-prod e2e docker-check run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -54,6 +54,11 @@ $(CLIENT_INSTALLED): client/package.json client/package-lock.json
 
 bench: deps
 	$(PYTHON) bench/bench.py
+
+# The containers end to end (scripts/docker-check.sh); needs a Docker engine.
+docker-check: deps client-deps
+	scripts/ensure-docker.sh
+	scripts/docker-check.sh
 
 deps: system-deps $(INSTALLED)
 

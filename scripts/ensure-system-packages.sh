@@ -32,6 +32,10 @@ for group in "${@:-test}"; do
             need chromium command -v chromium  # driven by Playwright in the browser test
             need curl command -v curl
             ;;
+        docker)
+            need docker.io command -v dockerd
+            need docker-compose command -v docker-compose
+            ;;
         node)
             need nodejs command -v node
             need npm command -v npm

@@ -1,0 +1,77 @@
+"""Static checks of the container files: hadolint, the compose schema, our conventions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = ["client", "nginx", "server", "worker"]
+DOCKERFILES = sorted(REPO.glob("*/Dockerfile*"))
+COMPOSE_FILES = sorted(REPO.glob("docker-compose*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def test_every_service_has_its_container_files() -> None:
+    for service in SERVICES:
+        for name in ("Dockerfile", "Dockerfile.dev", ".dockerignore"):
+            assert (REPO / service / name).is_file(), f"{service}/{name} is missing"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
+def test_hadolint_clean(dockerfile: Path) -> None:
+    result = subprocess.run([str(BIN / "hadolint"), "--no-color", str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
+def test_bases_are_debian_official_images_with_a_pinned_version(dockerfile: Path) -> None:
+    for image in re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE):
+        name, _, tag = image.partition(":")
+        assert name in {"python", "node", "nginx"}, image
+        assert re.match(r"\d+(\.\d+)?-", tag), f"{image}: pin a version"
+        assert "alpine" not in tag and ("bookworm" in tag), f"{image}: use a Debian (bookworm) tag"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
+def test_images_run_as_a_numeric_non_root_user(dockerfile: Path) -> None:
+    users = re.findall(r"^USER\s+(\S+)", dockerfile.read_text(), re.MULTILINE)
+    if dockerfile.parent.name == "nginx":
+        # Binding port 80 needs a root master; its workers run as "nginx".
+        assert users == []
+        return
+    assert users, f"{dockerfile} runs as root"
+    assert users[-1].split(":")[0].isdigit() and users[-1] != "0"
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda path: path.name)
+def test_compose_files_follow_the_compose_spec(compose: Path) -> None:
+    # The Compose Specification is what both docker-compose v1 and docker compose v2 read.
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_keeps_databases_private_and_secrets_out() -> None:
+    import yaml
+
+    spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert set(services) == {"postgres", "redis", "api", "worker", "client", "nginx"}
+    assert services["nginx"]["ports"] == ["3050:80"]
+    for name in ("postgres", "redis", "api", "worker", "client"):
+        assert "ports" not in services[name], f"{name} must not be published to the host"
+    assert "${POSTGRES_PASSWORD" in (REPO / "docker-compose.yml").read_text()
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+    for name in ("api", "nginx"):
+        for dependency in services[name]["depends_on"].values():
+            assert dependency["condition"] in {"service_healthy", "service_started"}
+    assert set(spec["volumes"]) == {"pgdata", "redisdata"}
