@@ -35,7 +35,8 @@ def test_bases_are_debian_official_images_with_a_pinned_version(dockerfile: Path
         name, _, tag = image.partition(":")
         assert name in {"python", "node", "nginx"}, image
         assert re.match(r"\d+(\.\d+)?-", tag), f"{image}: pin a version"
-        assert "alpine" not in tag and ("bookworm" in tag), f"{image}: use a Debian (bookworm) tag"
+        assert "alpine" not in tag, f"{image}: use a Debian tag"
+        assert "bookworm" in tag, f"{image}: name the Debian release (bookworm)"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: str(path.relative_to(REPO)))
@@ -46,7 +47,9 @@ def test_images_run_as_a_numeric_non_root_user(dockerfile: Path) -> None:
         assert users == []
         return
     assert users, f"{dockerfile} runs as root"
-    assert users[-1].split(":")[0].isdigit() and users[-1] != "0"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), f"{dockerfile}: USER by number, so Kubernetes can check it is not root"
+    assert uid != "0"
 
 
 @pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda path: path.name)
