@@ -12,6 +12,12 @@ if curl -fsS -o /dev/null "$base/nginx-health" 2>/dev/null; then
     exit 1
 fi
 
+# Every service but the router on a free port, so a `make dev` or a leftover
+# server elsewhere on the machine cannot get in the way.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export FIBSTACK_POSTGRES_PORT=$(free_port) FIBSTACK_REDIS_PORT=$(free_port)
+export FIBSTACK_API_PORT=$(free_port) FIBSTACK_CLIENT_PORT=$(free_port)
+
 work=$(mktemp -d /tmp/fibstack-e2e-XXXXXX)
 chmod 755 "$work"  # Postgres runs as its own user when we are root
 mkdir -p .work

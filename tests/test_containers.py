@@ -34,7 +34,7 @@ def test_bases_are_debian_official_images_with_a_pinned_version(dockerfile: Path
     for image in re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.MULTILINE):
         name, _, tag = image.partition(":")
         assert name in {"python", "node", "nginx"}, image
-        assert re.match(r"\d+(\.\d+)?-", tag), f"{image}: pin a version"
+        assert re.match(r"\d+\.\d+-", tag), f"{image}: pin a minor version"
         assert "alpine" not in tag, f"{image}: use a Debian tag"
         assert "bookworm" in tag, f"{image}: name the Debian release (bookworm)"
 
@@ -78,3 +78,7 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
         for dependency in services[name]["depends_on"].values():
             assert dependency["condition"] in {"service_healthy", "service_started"}
     assert set(spec["volumes"]) == {"pgdata", "redisdata"}
+    for name in ("postgres", "redis"):
+        image, _, tag = services[name]["image"].partition(":")
+        assert image == name
+        assert re.match(r"\d+\.\d+-bookworm$", tag), f"{name}: a Debian tag pinned to a minor version"
