@@ -5,7 +5,6 @@ The key layout and payloads live in contract.py (shared with the worker).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -87,12 +86,12 @@ class Store:
 
     @staticmethod
     def _mark_pending(pipe: Pipeline, index: int) -> None:
-        fields = {name: "" for name in contract.STATUS_FIELDS} | {"status": contract.PENDING}
+        fields = contract.pending_fields()
         pipe.delete(contract.status_key(index))
         # No expiry: a pending mark must never be evicted while its job waits.
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
-        payload = json.dumps(contract.public_status(index, fields), separators=(",", ":"))
-        pipe.xadd(contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+        entry = _redis_mapping(contract.event_entry(index, fields))
+        pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
     def status(self, index: int) -> dict[str, Any] | None:
         """The public status object, or None if Redis knows nothing of index."""

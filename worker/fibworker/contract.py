@@ -10,6 +10,7 @@ Only the standard library is imported here, so both services can load it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -94,6 +95,21 @@ def done_fields(decimal: str, compute_ms: float) -> dict[str, str]:
         "compute_ms": f"{compute_ms:.3f}",
         "error": "",
     }
+
+
+def pending_fields() -> dict[str, str]:
+    """The status hash of a queued index (the API writes it)."""
+    return {name: "" for name in STATUS_FIELDS} | {"status": PENDING}
+
+
+def failed_fields(error: str) -> dict[str, str]:
+    """The status hash of a failed computation (the worker writes it)."""
+    return {name: "" for name in STATUS_FIELDS} | {"status": FAILED, "error": error[:500]}
+
+
+def event_entry(index: int, fields: Mapping[str, str]) -> dict[str, str]:
+    """The fields of one entry of EVENTS_STREAM: the public status as compact JSON."""
+    return {"data": json.dumps(public_status(index, fields), separators=(",", ":"))}
 
 
 def display_string(status: Mapping[str, Any]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from redis import Redis
@@ -13,8 +12,8 @@ from . import contract
 
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
     """Queue an event carrying the same object as GET /api/values/{n}."""
-    payload = json.dumps(contract.public_status(index, fields), separators=(",", ":"))
-    pipe.xadd(contract.EVENTS_STREAM, {"data": payload}, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+    entry = _redis_mapping(contract.event_entry(index, fields))
+    pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
 
 def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, ttl_seconds: int) -> dict[str, Any]:
@@ -34,10 +33,7 @@ def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, t
 
 
 def store_failed(connection: Redis, index: int, error: str) -> None:
-    fields = {name: "" for name in contract.STATUS_FIELDS} | {
-        "status": contract.FAILED,
-        "error": error[:500],
-    }
+    fields = contract.failed_fields(error)
     with connection.pipeline(transaction=True) as pipe:
         pipe.delete(contract.status_key(index))
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
