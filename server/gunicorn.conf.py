@@ -47,11 +47,22 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """End open event streams as soon as this worker is asked to stop."""
+    """Background work of a serving process, started once its app is loaded.
+
+    The reconcile loop (fibapi/reconcile.py) runs here rather than in
+    create_app, so the flask CLI and tests build apps without it. A watch ends
+    open event streams as soon as this worker is asked to stop.
+    """
+    from fibapi import reconcile
+
+    app = worker.wsgi
+    interval = app.extensions["fibstack.settings"].reconcile_interval_seconds
+    if interval > 0:
+        reconcile.start_background(app, interval)
 
     def watch() -> None:
         while worker.alive:
             time.sleep(0.5)
-        worker.wsgi.extensions["fibstack.events"].stop()
+        app.extensions["fibstack.events"].stop()
 
     threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()

@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # would escape the gevent patching each worker applies after forking.
     from flask import Flask
 
-    from . import db, errors, events, health, openapi, reconcile, store, values
+    from . import db, errors, events, health, openapi, store, values
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -36,8 +36,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     events.init_app(app, settings)
     for blueprint in (values.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
-    if settings.reconcile_interval_seconds > 0:
-        reconcile.start_background(app, settings.reconcile_interval_seconds)
     return app
 
 

@@ -4,7 +4,8 @@ Postgres is the durable record; Redis holds the queue and the values. If Redis
 is flushed or restarts without its data, the marker key below is gone, and
 the first API process to notice re-queues every recorded index (already
 queued or computed ones are skipped, so running it twice is harmless).
-Each API process checks every RECONCILE_INTERVAL_SECONDS, and at start-up.
+Each API process under gunicorn checks at start-up and then every
+RECONCILE_INTERVAL_SECONDS (gunicorn.conf.py starts the loop).
 """
 
 from __future__ import annotations
