@@ -80,4 +80,10 @@ def write_client_server(workdir: Path, port: int, dist: Path) -> Path:
 
 
 def nginx_command(conf: Path) -> list[str]:
+    """nginx serving `conf` in the foreground."""
     return ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
+
+
+def nginx_check_command(conf: Path) -> list[str]:
+    """`nginx -t`: parse and check `conf` without serving it."""
+    return ["nginx", "-t", "-p", str(conf.parent), "-c", str(conf)]

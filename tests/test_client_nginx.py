@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack.router import nginx_command, write_client_server
+from stack.router import nginx_check_command, nginx_command, write_client_server
 from stack.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,7 @@ def client_nginx(tmp_path: Path) -> Iterator[str]:
         pytest.fail("client/dist is missing: `make test` builds it before running pytest (make client-test)")
     port = free_port()
     conf = write_client_server(tmp_path, port, DIST)
-    check = subprocess.run([*nginx_command(conf)[:-2], "-t"], capture_output=True)
+    check = subprocess.run(nginx_check_command(conf), capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
     process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

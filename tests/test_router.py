@@ -17,7 +17,7 @@ import pytest
 import requests
 from processes import API
 
-from stack.router import csp, nginx_command, write_router
+from stack.router import csp, nginx_check_command, nginx_command, write_router
 from stack.servers import free_port, wait_for_port
 
 
@@ -48,7 +48,7 @@ def fake_client() -> Iterator[int]:
 def start_router(workdir: Path, api: str, client: str, mode: str = "production") -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     conf = write_router(workdir, port, api=api, client=client, mode=mode)
-    check = subprocess.run([*nginx_command(conf)[:-2], "-t"], capture_output=True)
+    check = subprocess.run(nginx_check_command(conf), capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
     process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port)

@@ -15,15 +15,10 @@ from .validation import parse_submission
 bp = Blueprint("values", __name__, url_prefix="/api/values")
 
 
-def _settings_max_index() -> int:
-    max_index: int = current_app.config["MAX_INDEX"]
-    return max_index
-
-
 @bp.post("")
 @bp.post("/")
 def submit() -> tuple[dict[str, Any], int]:
-    index = parse_submission(request.get_data(cache=False), request.content_type, _settings_max_index())
+    index = parse_submission(request.get_data(cache=False), request.content_type, current_app.config["MAX_INDEX"])
     store = get_store()
     # Record and queue together: if Redis fails, the transaction rolls back and
     # the client gets a 503 with nothing recorded, never half a submission.
