@@ -116,3 +116,21 @@ def test_every_response_is_json_even_for_errors(stack: API) -> None:
         assert response.headers["Content-Type"] == "application/json"
         assert set(response.json()) == {"error", "code"}
         assert "Traceback" not in response.text
+
+
+def test_chunked_body_over_the_limit_is_refused_not_truncated(stack: API) -> None:
+    # No Content-Length: the server only learns the size while reading.
+    chunks = iter([b'{"index": "' + b"1" * 4000, b'"}'])
+    response = requests.post(
+        f"{stack.url}/api/values", data=chunks, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_entity_too_large"
+    small = requests.post(
+        f"{stack.url}/api/values",
+        data=iter([b'{"index": ', b'"8"}']),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert small.status_code == 202
+    assert requests.get(f"{stack.url}/api/values/all", timeout=5).json() == [{"number": 8}]

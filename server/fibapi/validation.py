@@ -25,6 +25,16 @@ class _FloatLiteral(str):
     """A JSON number with a fraction or exponent: never a valid index."""
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing repeated keys: which "index" was meant is unknowable."""
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise APIError(422, "duplicate_field", f'the field "{key}" appears more than once; send it once')
+        body[key] = value
+    return body
+
+
 def _reject_constant(name: str) -> Any:
     raise APIError(422, "invalid_index", f"index must be a whole number, got {name}")
 
@@ -41,7 +51,13 @@ def parse_body(raw: bytes, content_type: str | None) -> Any:
     except UnicodeDecodeError:
         raise APIError(400, "invalid_encoding", "the body must be UTF-8 encoded JSON") from None
     try:
-        return json.loads(text, parse_int=_IntLiteral, parse_float=_FloatLiteral, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_int=_IntLiteral,
+            parse_float=_FloatLiteral,
+            parse_constant=_reject_constant,
+        )
     except json.JSONDecodeError as exc:
         raise APIError(400, "invalid_json", f"the body is not valid JSON ({exc.msg})") from None
 

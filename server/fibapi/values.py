@@ -15,10 +15,25 @@ from .validation import parse_submission
 bp = Blueprint("values", __name__, url_prefix="/api/values")
 
 
+def _request_body() -> bytes:
+    """The body, or a 413 when it is over MAX_CONTENT_LENGTH, however it was sent.
+
+    Werkzeug refuses a too-long Content-Length up front, but a chunked body
+    (no Content-Length) is only cut at the limit: reading stops there quietly,
+    and only a read past it raises 413. So read once more at the limit, rather
+    than parse a truncated body. (A chunked body of exactly the limit is
+    refused too: the stream cannot tell it apart from a longer one.)
+    """
+    body = request.stream.read()
+    if len(body) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        request.stream.read(1)
+    return body
+
+
 @bp.post("")
 @bp.post("/")
 def submit() -> tuple[dict[str, Any], int]:
-    index = parse_submission(request.get_data(cache=False), request.content_type, current_app.config["MAX_INDEX"])
+    index = parse_submission(_request_body(), request.content_type, current_app.config["MAX_INDEX"])
     store = get_store()
     # Record and queue together: if Redis fails, the transaction rolls back and
     # the client gets a 503 with nothing recorded, never half a submission.

@@ -69,6 +69,8 @@ BAD = [
     (b"{}", 422, "missing_index"),
     (b'{"value": "10"}', 422, "missing_index"),
     (b'{"index": "10", "extra": 1}', 422, "unexpected_field"),
+    (b'{"index": "1", "index": "2"}', 422, "duplicate_field"),
+    (b'{"index": "1", "x": {"a": 1, "a": 2}}', 422, "duplicate_field"),
     (b"", 400, "invalid_json"),
     (b"{index: 10}", 400, "invalid_json"),
     (b'{"index": "10"', 400, "invalid_json"),

@@ -132,6 +132,9 @@ BAD_REQUESTS = [
     pytest.param({"json": ["10"]}, 422, id="array"),
     pytest.param({"json": {}}, 422, id="missing-field"),
     pytest.param({"json": {"index": "1", "x": 2}}, 422, id="extra-field"),
+    pytest.param(
+        {"data": b'{"index": "1", "index": "2"}', "content_type": "application/json"}, 422, id="duplicate-field"
+    ),
     pytest.param({"data": "index=10", "content_type": "application/x-www-form-urlencoded"}, 415, id="form"),
     pytest.param({"data": '{"index": "10"}'}, 415, id="no-content-type"),
     pytest.param({"data": b"{", "content_type": "application/json"}, 400, id="broken-json"),
