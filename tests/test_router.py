@@ -5,6 +5,7 @@ In front of a real API (gunicorn) and a stand-in client.
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 import requests
 from processes import API
 
-from stack.router import csp, nginx_check_command, nginx_command, write_router
+from stack.router import csp, nginx_check_command, nginx_command, real_ip_config, write_router
 from stack.servers import free_port, wait_for_port
 
 
@@ -45,9 +46,11 @@ def fake_client() -> Iterator[int]:
     server.shutdown()
 
 
-def start_router(workdir: Path, api: str, client: str, mode: str = "production") -> tuple[subprocess.Popen[bytes], str]:
+def start_router(
+    workdir: Path, api: str, client: str, mode: str = "production", trusted_proxies: str = ""
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    conf = write_router(workdir, port, api=api, client=client, mode=mode)
+    conf = write_router(workdir, port, api=api, client=client, mode=mode, trusted_proxies=trusted_proxies)
     check = subprocess.run(nginx_check_command(conf), capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
     process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,6 +66,58 @@ def router(services_env: dict[str, str], fake_client: int, tmp_path: Path) -> It
     process.terminate()
     process.wait(timeout=10)
     api.stop()
+
+
+@pytest.fixture
+def router_behind_proxy(services_env: dict[str, str], fake_client: int, tmp_path: Path) -> Iterator[str]:
+    """The router trusting one proxy, 127.0.0.2; every other peer is a client."""
+    api = API(services_env, tmp_path / "api.log")
+    process, url = start_router(
+        tmp_path / "router", f"127.0.0.1:{api.port}", f"127.0.0.1:{fake_client}", trusted_proxies="127.0.0.2/32"
+    )
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    api.stop()
+
+
+def submit_from(url: str, source: str, forwarded_for: str) -> int:
+    """POST one submission from local address `source`, claiming to forward `forwarded_for`."""
+    port = int(url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        connection.request(
+            "POST",
+            "/api/values",
+            body=b'{"index": 7}',
+            headers={"Content-Type": "application/json", "X-Forwarded-For": forwarded_for},
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_clients_behind_a_trusted_proxy_are_limited_one_by_one(router_behind_proxy: str) -> None:
+    # The proxy (127.0.0.2) forwards a flood from one client: that client is limited...
+    flood = [submit_from(router_behind_proxy, "127.0.0.2", "203.0.113.1") for _ in range(40)]
+    assert 429 in flood
+    # ...while another client behind the same proxy is not.
+    assert submit_from(router_behind_proxy, "127.0.0.2", "203.0.113.2") == 202
+
+
+def test_a_client_cannot_spoof_x_forwarded_for_past_the_limit(router_behind_proxy: str) -> None:
+    # 127.0.0.1 is not a trusted proxy: its X-Forwarded-For is ignored, so a
+    # new made-up address on every request still counts as one client.
+    statuses = [submit_from(router_behind_proxy, "127.0.0.1", f"198.51.100.{i}") for i in range(40)]
+    assert 429 in statuses
+
+
+def test_real_ip_config_comes_from_the_image_script() -> None:
+    assert real_ip_config("") == ""
+    assert real_ip_config("10.0.0.0/8, 192.168.0.0/16") == (
+        "set_real_ip_from 10.0.0.0/8; set_real_ip_from 192.168.0.0/16; "
+        "real_ip_header X-Forwarded-For; real_ip_recursive on;"
+    )
 
 
 @pytest.mark.parametrize("mode", ["production", "development"])
