@@ -92,8 +92,15 @@ class Database:
             create_schema(conn)
             self._schema_ready = True
 
-    def ping(self) -> None:
-        with self.pool.connection() as conn:
+    def ping(self, timeout: float = 0.5) -> None:
+        """Raise unless Postgres answers within about `timeout` seconds.
+
+        Waits at most `timeout` for a pooled connection, then lets the server
+        spend at most the same on the query; a server that does not answer at
+        all is bounded by the caller's deadline (health.py).
+        """
+        with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+            conn.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
             conn.execute("SELECT 1")
 
     # Queries. Each takes the connection of the caller's transaction.

@@ -11,8 +11,10 @@ from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.exceptions import WatchError
+from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
 
@@ -42,9 +44,19 @@ class Store:
             health_check_interval=30,
         )
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis)
+        # For the readiness probe only: one try, short timeouts. The client
+        # above retries (redis-py's default), which would outlast a probe.
+        self._probe_redis = Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            socket_connect_timeout=0.5,
+            socket_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def ping(self) -> None:
-        self.redis.ping()
+        """Raise unless Redis answers within half a second."""
+        self._probe_redis.ping()
 
     def request_computation(self, index: int) -> bool:
         """Queue F(index) unless it is computed or queued already; True if queued now.

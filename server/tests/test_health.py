@@ -131,3 +131,44 @@ def test_full_redis_gives_503_and_records_nothing(app, client: FlaskClient, monk
     assert response.status_code == 503
     assert response.get_json()["code"] == "redis_full"
     assert client.get("/api/values/all").get_json() == []
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never answers: a hung server."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # the kernel completes handshakes; nobody ever reads
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.parametrize("state", ["stopped", "hung"])
+def test_readyz_answers_within_a_probe_timeout_whatever_the_dependencies_do(
+    own_servers: tuple[PostgresServer, RedisServer], silent_server: int, state: str
+) -> None:
+    # Kubernetes' probes time out after 1 s by default: the 503 must come first.
+    import time
+
+    postgres, redis_server = own_servers
+    env = postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0"}
+    if state == "stopped":
+        postgres.stop()
+        redis_server.stop()
+    else:
+        env |= {"PGPORT": str(silent_server), "REDIS_PORT": str(silent_server)}
+    app = create_app(Settings.from_env(env))
+    try:
+        client = app.test_client()
+        for _ in range(3):
+            started = time.monotonic()
+            response = client.get("/api/readyz")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503
+            assert set(response.get_json()["checks"]) == {"postgres", "redis"}
+            assert all(check.startswith("unavailable") for check in response.get_json()["checks"].values())
+            assert elapsed < 1.0, f"readyz took {elapsed:.2f} s"
+    finally:
+        app.extensions["fibstack.db"].close()
