@@ -26,9 +26,26 @@ def start_worker(env: dict[str, str], log: Path, delay: float = 0.0) -> subproce
     argv = (
         [sys.executable, str(REPO / "tests/support/slow_worker.py")] if delay else [sys.executable, "-m", "fibworker"]
     )
-    extra = env | {"FIB_TEST_DELAY": str(delay), "WORKER_LIVENESS_TTL_SECONDS": "3"}
+    extra = {
+        "FIB_TEST_DELAY": str(delay),
+        "WORKER_LIVENESS_TTL_SECONDS": "3",
+        # One per worker: several run at once in the tests.
+        "WORKER_HEARTBEAT_FILE": str(log.with_suffix(".heartbeat")),
+    } | env
     with open(log, "ab") as out:
         return subprocess.Popen(argv, env=_env(extra), stdout=out, stderr=subprocess.STDOUT, cwd=REPO / "worker")
+
+
+def worker_probe(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The worker's liveness probe (`python -m fibworker.heartbeat`), as Kubernetes runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fibworker.heartbeat"],
+        env=_env(env),
+        cwd=REPO / "worker",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 class API:

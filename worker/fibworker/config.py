@@ -21,6 +21,11 @@ class Settings:
     # After this long without a heartbeat a worker counts as dead and its job
     # is re-queued (see liveness.py).
     liveness_ttl_seconds: int = 10
+    # Touched as the worker's loop turns (heartbeat.py), for liveness probes;
+    # /tmp is writable in every image (an emptyDir on Kubernetes).
+    heartbeat_file: str = "/tmp/fibworker-heartbeat"  # noqa: S108
+    # The probe fails once the file is older than this.
+    stall_seconds: int = 60
     log_level: str = "INFO"
 
     @property
@@ -53,6 +58,8 @@ class Settings:
             redis_port=integer("REDIS_PORT", 6379, 1, 65535),
             result_ttl_seconds=integer("RESULT_TTL_SECONDS", cls.result_ttl_seconds, 60, 10**9),
             liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
+            heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,
+            stall_seconds=integer("WORKER_STALL_SECONDS", cls.stall_seconds, 2, 86_400),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

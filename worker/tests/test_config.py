@@ -22,3 +22,15 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_port_range() -> None:
     with pytest.raises(ConfigError, match="REDIS_PORT must be between"):
         Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "70000"})
+
+
+def test_heartbeat_settings() -> None:
+    settings = Settings.from_env({"REDIS_HOST": "redis"})
+    # The probe's threshold must leave room for an idle loop's turn.
+    from fibworker.heartbeat import LOOP_SECONDS
+
+    assert settings.stall_seconds > 2 * LOOP_SECONDS
+    custom = Settings.from_env({"REDIS_HOST": "r", "WORKER_HEARTBEAT_FILE": "/run/beat", "WORKER_STALL_SECONDS": "90"})
+    assert (custom.heartbeat_file, custom.stall_seconds) == ("/run/beat", 90)
+    with pytest.raises(ConfigError, match="WORKER_STALL_SECONDS must be between"):
+        Settings.from_env({"REDIS_HOST": "redis", "WORKER_STALL_SECONDS": "1"})
