@@ -16,7 +16,7 @@ WITH_NODE := scripts/with-node
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 
-.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check deploy-k8s run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check push deploy-k8s run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -92,6 +92,10 @@ $(INSTALLED): requirements-dev.txt server/requirements.txt worker/requirements.t
 k8s-pods-check: deps client-deps
 	scripts/ensure-docker.sh
 	scripts/k8s-pods-check.sh
+
+# The production images, built and pushed as $(REGISTRY)/fibstack-*:<commit>.
+push:
+	scripts/push-images.sh
 
 # Build, push, apply and wait: OVERLAY=dev|prod, REGISTRY=... (scripts/deploy-k8s.sh).
 deploy-k8s: deps
