@@ -48,6 +48,35 @@ def postgres_bindir() -> Path:
     raise RuntimeError("PostgreSQL is not installed: run `make deps` (or apt-get install postgresql)")
 
 
+class Certificates:
+    """A throw-away CA and a server certificate for localhost, made with openssl.
+
+    For the tests that stand in for managed services that require TLS (RDS,
+    ElastiCache): clients verify the server against `ca`, host name included.
+    """
+
+    def __init__(self, workdir: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ca, self.cert, self.key = workdir / "ca.pem", workdir / "server.pem", workdir / "server.key"
+        if self.cert.exists():
+            return
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        ca_key = workdir / "ca.key"
+        run = subprocess.run
+        run(["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(self.ca), "-days", "3",
+             "-subj", "/CN=fibstack test CA"], check=True, capture_output=True)  # fmt: skip
+        csr = workdir / "server.csr"
+        run(["openssl", "req", *ec, "-keyout", str(self.key), "-out", str(csr), "-subj", f"/CN={hosts[0]}"],
+            check=True, capture_output=True)  # fmt: skip
+        names = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
+        extensions = workdir / "san.cnf"
+        extensions.write_text(f"subjectAltName={names}\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(self.cert), "-days", "3", "-extfile", str(extensions)],
+            check=True, capture_output=True)  # fmt: skip
+        self.key.chmod(0o600)
+
+
 class Server:
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
@@ -90,9 +119,13 @@ class PostgresServer(Server):
     user = "fibstack"
     database = "fibstack"
 
-    def __init__(self, workdir: Path, port: int | None = None, durable: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, durable: bool = False, tls: Certificates | None = None
+    ) -> None:
         super().__init__(workdir, port)
         self.durable = durable  # tests trade crash safety for speed
+        # With certificates: TLS only, as RDS requires (no unencrypted connection is accepted).
+        self.tls = tls
         self.data = workdir / "data"
         # A random password per cluster, kept beside it (never in the repository).
         password_file = workdir / "password"
@@ -141,6 +174,24 @@ class PostgresServer(Server):
             capture_output=True,
         )
 
+    def _tls_options(self) -> list[str]:
+        if self.tls is None:
+            return []
+        # Copies in its own directory, which the postgres user can read (as
+        # root, the originals may be in a private one); the key readable by
+        # Postgres alone, as it insists. TCP connections over TLS only.
+        cert, key = self.workdir / "server.pem", self.workdir / "server.key"
+        shutil.copy(self.tls.cert, cert)
+        shutil.copy(self.tls.key, key)
+        key.chmod(0o600)
+        hba = self.workdir / "pg_hba_tls_only.conf"
+        hba.write_text("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        if self._as_user:
+            for path in (cert, key, hba):
+                shutil.chown(path, "postgres", "postgres")
+        options = {"ssl": "on", "ssl_cert_file": cert, "ssl_key_file": key, "hba_file": hba}
+        return [arg for name, value in options.items() for arg in ("-c", f"{name}={value}")]
+
     def command(self) -> list[str]:
         fast = [] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return [
@@ -155,6 +206,7 @@ class PostgresServer(Server):
             "-c",
             "listen_addresses=127.0.0.1",
             *fast,
+            *self._tls_options(),
         ]
 
     def start(self) -> None:
@@ -165,7 +217,9 @@ class PostgresServer(Server):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+                env=os.environ | ({"PGSSLMODE": "require"} if self.tls else {}),
             )
             if ready.returncode == 0:
                 return
@@ -176,32 +230,52 @@ class PostgresServer(Server):
         super().stop(sig)
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(self.port),
             "PGUSER": self.user,
             "PGPASSWORD": self.password,
             "PGDATABASE": self.database,
         }
+        if self.tls:
+            env |= {"PGHOST": "localhost", "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(self.tls.ca)}
+        return env
 
 
 class RedisServer(Server):
     def __init__(
-        self, workdir: Path, port: int | None = None, maxmemory: str = "256mb", persistent: bool = False
+        self,
+        workdir: Path,
+        port: int | None = None,
+        maxmemory: str = "256mb",
+        persistent: bool = False,
+        tls: Certificates | None = None,
+        password: str | None = None,
     ) -> None:
         super().__init__(workdir, port)
         self.maxmemory = maxmemory
         self.persistent = persistent
+        # With certificates: TLS only, as ElastiCache with in-transit encryption;
+        # with a password: AUTH required, as with its AUTH token.
+        self.tls = tls
+        self.password = password
 
     def command(self) -> list[str]:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run `make deps` (or apt-get install redis-server)")
         persistence = ["--appendonly", "yes"] if self.persistent else ["--save", "", "--appendonly", "no"]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                      "--tls-auth-clients", "no"]  # fmt: skip
+        else:
+            listen = ["--port", str(self.port)]
+        auth = ["--requirepass", self.password] if self.password else []
         return [
             binary,
-            "--port",
-            str(self.port),
+            *listen,
+            *auth,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -215,4 +289,9 @@ class RedisServer(Server):
         ]
 
     def env(self) -> dict[str, str]:
-        return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port)}
+        env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.port)}
+        if self.tls:
+            env |= {"REDIS_HOST": "localhost", "REDIS_TLS": "1", "REDIS_TLS_CA_FILE": str(self.tls.ca)}
+        if self.password:
+            env["REDIS_PASSWORD"] = self.password
+        return env

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_contract_copies_are_identical() -> None:
-    server = (REPO / "server/fibapi/contract.py").read_bytes()
-    worker = (REPO / "worker/fibworker/contract.py").read_bytes()
+@pytest.mark.parametrize("module", ["contract.py", "redisconf.py"])
+def test_shared_module_copies_are_identical(module: str) -> None:
+    # Each image is built from its own folder, so each carries its own copy.
+    server = (REPO / "server/fibapi" / module).read_bytes()
+    worker = (REPO / "worker/fibworker" / module).read_bytes()
     assert server == worker, (
-        "server/fibapi/contract.py and worker/fibworker/contract.py differ: edit one, then copy it over the other"
+        f"server/fibapi/{module} and worker/fibworker/{module} differ: edit one, then copy it over the other"
     )
 
 

@@ -252,8 +252,10 @@ def names_read_by(*sources: Path) -> set[str]:
     return names
 
 
-API_READS = names_read_by(REPO / "server/fibapi/config.py", REPO / "server/gunicorn.conf.py")
-WORKER_READS = names_read_by(REPO / "worker/fibworker/config.py")
+API_READS = names_read_by(
+    REPO / "server/fibapi/config.py", REPO / "server/fibapi/redisconf.py", REPO / "server/gunicorn.conf.py"
+)
+WORKER_READS = names_read_by(REPO / "worker/fibworker/config.py", REPO / "worker/fibworker/redisconf.py")
 
 
 def router_reads() -> set[str]:
@@ -266,7 +268,7 @@ def router_reads() -> set[str]:
 
 def test_names_read_by_the_code_are_found() -> None:
     # The helper above must see the names (a test of the test).
-    assert {"REDIS_HOST", "PGPASSWORD", "PGPORT", "WEB_CONCURRENCY", "PORT"} <= API_READS
+    assert {"REDIS_HOST", "REDIS_TLS", "PGPASSWORD", "PGSSLMODE", "WEB_CONCURRENCY", "PORT"} <= API_READS
     assert {"REDIS_HOST", "WORKER_HEARTBEAT_FILE", "WORKER_STALL_SECONDS"} <= WORKER_READS
     assert {"API_UPSTREAM", "CLIENT_UPSTREAM", "TRUSTED_PROXIES", "ROUTER_MODE"} <= router_reads()
 

@@ -10,6 +10,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .redisconf import RedisSettings, redis_settings
+
+# libpq's own names for sslmode; RDS and Cloud SQL want at least "require".
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
 
 class ConfigError(Exception):
     """The environment does not describe a usable configuration."""
@@ -17,13 +22,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    redis_host: str
+    redis: RedisSettings
     pg_host: str
     pg_user: str
     pg_database: str
     pg_password: str
-    redis_port: int = 6379
     pg_port: int = 5432
+    # TLS to Postgres: libpq's sslmode, and the CA bundle that verify-ca and
+    # verify-full check the server's certificate against (for RDS, Amazon's
+    # global bundle; "system" for the system's CAs).
+    pg_sslmode: str = "prefer"
+    pg_sslrootcert: str | None = None
     max_index: int = 10_000_000
     # How many rows GET /api/values/all and GET /api/values/current return.
     recent_limit: int = 100
@@ -59,15 +68,29 @@ class Settings:
                 problems.append(f"{name} must be between {low:,} and {high:,}, got {value:,}")
             return value
 
+        sslmode = env.get("PGSSLMODE", "").strip() or "prefer"
+        sslrootcert = env.get("PGSSLROOTCERT", "").strip() or None
+        if sslmode not in SSL_MODES:
+            problems.append(f"PGSSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
+        if sslmode in ("verify-ca", "verify-full") and not sslrootcert:
+            problems.append(
+                f"PGSSLMODE={sslmode} checks the server's certificate: set PGSSLROOTCERT to the CA bundle"
+                " (for RDS, Amazon's global bundle), or to 'system' for the system's CAs"
+            )
+        if sslrootcert and sslrootcert != "system" and not os.path.isfile(sslrootcert):
+            problems.append(f"PGSSLROOTCERT={sslrootcert} is not a readable file")
+        if sslrootcert and sslmode in ("disable", "allow", "prefer"):
+            problems.append(f"PGSSLROOTCERT is set but PGSSLMODE={sslmode} never checks it: use verify-full")
         settings = cls(
-            redis_host=required("REDIS_HOST", "the Redis server's host name"),
-            redis_port=integer("REDIS_PORT", 6379, 1, 65535),
+            redis=redis_settings(env, problems),
             pg_host=required("PGHOST", "the Postgres server's host name"),
             pg_port=integer("PGPORT", 5432, 1, 65535),
             pg_user=required("PGUSER", "the Postgres user"),
             pg_database=required("PGDATABASE", "the Postgres database"),
             # Not stripped: a password may legitimately start or end with a space.
             pg_password=env.get("PGPASSWORD", ""),
+            pg_sslmode=sslmode,
+            pg_sslrootcert=sslrootcert,
             max_index=integer("MAX_INDEX", 10_000_000, 0, 100_000_000),
             recent_limit=integer("RECENT_LIMIT", 100, 1, 10_000),
             job_timeout_seconds=integer("JOB_TIMEOUT_SECONDS", 300, 1, 86_400),

@@ -42,6 +42,9 @@ CREATE INDEX IF NOT EXISTS indexes_last_submitted_at ON indexes (last_submitted_
 
 class Database:
     def __init__(self, settings: Settings) -> None:
+        tls = {"sslmode": settings.pg_sslmode}
+        if settings.pg_sslrootcert:
+            tls["sslrootcert"] = settings.pg_sslrootcert
         conninfo = make_conninfo(
             host=settings.pg_host,
             port=settings.pg_port,
@@ -50,6 +53,7 @@ class Database:
             password=settings.pg_password,
             connect_timeout=3,
             application_name="fibstack-api",
+            **tls,
         )
         self.pool = ConnectionPool(
             conninfo,

@@ -45,9 +45,7 @@ class Broadcaster:
 
     def __init__(self, settings: Settings) -> None:
         # A client of its own: XREAD BLOCK holds its connection while it waits.
-        self.redis = Redis(
-            host=settings.redis_host, port=settings.redis_port, socket_connect_timeout=2, socket_timeout=30
-        )
+        self.redis = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=2, socket_timeout=30)
         self._subscribers: set[queue.Queue[Event | None]] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

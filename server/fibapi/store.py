@@ -36,8 +36,7 @@ class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
+            **settings.redis.client_kwargs(),
             socket_connect_timeout=2,
             socket_timeout=5,
             decode_responses=False,
@@ -47,8 +46,7 @@ class Store:
         # For the readiness probe only: one try, short timeouts. The client
         # above retries (redis-py's default), which would outlast a probe.
         self._probe_redis = Redis(
-            host=settings.redis_host,
-            port=settings.redis_port,
+            **settings.redis.client_kwargs(),
             socket_connect_timeout=0.5,
             socket_timeout=0.5,
             retry=Retry(NoBackoff(), 0),

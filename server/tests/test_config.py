@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fibapi.config import ConfigError, Settings
 
@@ -14,7 +16,7 @@ COMPLETE = {
 
 def test_course_names_and_defaults() -> None:
     settings = Settings.from_env(COMPLETE)
-    assert (settings.redis_port, settings.pg_port, settings.max_index) == (6379, 5432, 10_000_000)
+    assert (settings.redis.port, settings.pg_port, settings.max_index) == (6379, 5432, 10_000_000)
 
 
 def test_missing_variables_are_all_named() -> None:
@@ -41,3 +43,26 @@ def test_bad_values_are_explained(name: str, value: str, message: str) -> None:
 
 def test_empty_password_is_allowed_when_set() -> None:
     assert Settings.from_env(COMPLETE | {"PGPASSWORD": ""}).pg_password == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"PGSSLMODE": "on"}, "PGSSLMODE must be one of"),
+        ({"PGSSLMODE": "verify-full"}, "set PGSSLROOTCERT to the CA bundle"),
+        ({"PGSSLMODE": "verify-full", "PGSSLROOTCERT": "/nonexistent.pem"}, "is not a readable file"),
+        ({"PGSSLROOTCERT": "system"}, "PGSSLMODE=prefer never checks it"),
+        ({"REDIS_URL": "rediss://r"}, "REDIS_URL is set, so REDIS_HOST must not be"),
+    ],
+)
+def test_tls_settings_that_cannot_work_stop_the_start(extra: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(COMPLETE | extra)
+
+
+def test_tls_to_postgres_as_on_rds(tmp_path: Path) -> None:
+    bundle = tmp_path / "global-bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings.from_env(COMPLETE | {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(bundle)})
+    assert (settings.pg_sslmode, settings.pg_sslrootcert) == ("verify-full", str(bundle))
+    assert Settings.from_env(COMPLETE | {"PGSSLMODE": "require"}).pg_sslmode == "require"

@@ -59,7 +59,7 @@ def main() -> int:
         print(f"fibworker: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    connection = Redis(host=settings.redis_host, port=settings.redis_port, socket_connect_timeout=5)
+    connection = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=5)
     wait_for_redis(connection, Path(settings.heartbeat_file))
     queue = Queue(contract.QUEUE_NAME, connection=connection)
     worker = FibWorker(

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .redisconf import RedisSettings, redis_settings
+
 
 class ConfigError(Exception):
     """The environment does not describe a usable configuration."""
@@ -13,8 +15,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    redis_host: str
-    redis_port: int = 6379
+    redis: RedisSettings
     # Computed values expire after this long (and may be evicted earlier under
     # memory pressure); the API recomputes them on demand.
     result_ttl_seconds: int = 7 * 24 * 3600
@@ -50,12 +51,8 @@ class Settings:
                 problems.append(f"{name} must be between {low} and {high}, got {value}")
             return value
 
-        redis_host = env.get("REDIS_HOST", "").strip()
-        if not redis_host:
-            problems.append("REDIS_HOST is required (the Redis server's host name)")
         settings = cls(
-            redis_host=redis_host,
-            redis_port=integer("REDIS_PORT", 6379, 1, 65535),
+            redis=redis_settings(env, problems),
             result_ttl_seconds=integer("RESULT_TTL_SECONDS", cls.result_ttl_seconds, 60, 10**9),
             liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
             heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,

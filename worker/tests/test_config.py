@@ -6,7 +6,7 @@ from fibworker.config import ConfigError, Settings
 
 def test_defaults() -> None:
     settings = Settings.from_env({"REDIS_HOST": "redis"})
-    assert (settings.redis_host, settings.redis_port) == ("redis", 6379)
+    assert (settings.redis.host, settings.redis.port) == ("redis", 6379)
     assert settings.heartbeat_seconds < settings.liveness_ttl_seconds
 
 
