@@ -5,7 +5,6 @@ The pods themselves run in Docker in scripts/k8s-pods-check.sh (make k8s-pods-ch
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from env_names import API_READS, WORKER_READS, router_reads
 from kube import (
     DEV_PASSWORD_FILE,
     K8S,
@@ -234,36 +234,6 @@ def test_every_deployment_and_statefulset_is_unique_per_selector(variant: tuple[
     _, objects = variant
     selectors = [json.dumps(w["spec"]["selector"], sort_keys=True) for w in workloads(objects)]
     assert len(selectors) == len(set(selectors))
-
-
-def names_read_by(*sources: Path) -> set[str]:
-    """Environment variable names a Python source reads: string literals passed to env lookups."""
-    names: set[str] = set()
-    for source in sources:
-        for node in ast.walk(ast.parse(source.read_text())):
-            if isinstance(node, ast.Call) and node.args:
-                first = node.args[0]
-                if (
-                    isinstance(first, ast.Constant)
-                    and isinstance(first.value, str)
-                    and re.fullmatch(r"[A-Z][A-Z0-9_]+", first.value)
-                ):
-                    names.add(first.value)
-    return names
-
-
-API_READS = names_read_by(
-    REPO / "server/fibapi/config.py", REPO / "server/fibapi/redisconf.py", REPO / "server/gunicorn.conf.py"
-)
-WORKER_READS = names_read_by(REPO / "worker/fibworker/config.py", REPO / "worker/fibworker/redisconf.py")
-
-
-def router_reads() -> set[str]:
-    template = (REPO / "nginx/templates/default.conf.template").read_text()
-    names = set(re.findall(r"\$\{(\w+)\}", template))
-    for script in (REPO / "nginx/docker-entrypoint.d").iterdir():
-        names |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script.read_text()))
-    return names - {"REAL_IP_CONFIG", "CONTENT_SECURITY_POLICY"}  # computed by the scripts
 
 
 def test_names_read_by_the_code_are_found() -> None:
