@@ -16,7 +16,7 @@ WITH_NODE := scripts/with-node
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 
-.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check push deploy-k8s run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check push registry-login deploy-eb deploy-k8s run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -97,9 +97,17 @@ k8s-pods-check: deps client-deps
 push:
 	scripts/push-images.sh
 
+# docker login to $(REGISTRY) with REGISTRY_USER and REGISTRY_PASSWORD (stdin).
+registry-login:
+	scripts/registry-login.sh
+
+# The commit's images to Elastic Beanstalk: EB_APP, EB_ENV, REGISTRY, AWS_REGION (scripts/deploy_eb.py).
+deploy-eb: deps
+	$(PYTHON) scripts/deploy_eb.py
+
 # Build, push, apply and wait: OVERLAY=dev|prod, REGISTRY=... (scripts/deploy-k8s.sh).
 deploy-k8s: deps
-	scripts/deploy-k8s.sh $(OVERLAY)
+	scripts/deploy-k8s.sh $(DEPLOY_K8S_FLAGS) $(OVERLAY)
 
 # Run one service by hand against your own Postgres and Redis (see README).
 run-api: deps
