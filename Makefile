@@ -16,7 +16,7 @@ WITH_NODE := scripts/with-node
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 
-.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check push registry-login deploy-eb deploy-k8s run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -104,6 +104,11 @@ registry-login:
 # The commit's images to Elastic Beanstalk: EB_APP, EB_ENV, REGISTRY, AWS_REGION (scripts/deploy_eb.py).
 deploy-eb: deps
 	$(PYTHON) scripts/deploy_eb.py
+
+# The Beanstalk bundles run in Docker from a local registry's images (scripts/eb-check.sh).
+eb-check: deps client-deps
+	scripts/ensure-docker.sh
+	scripts/eb-check.sh
 
 # Build, push, apply and wait: OVERLAY=dev|prod, REGISTRY=... (scripts/deploy-k8s.sh).
 deploy-k8s: deps

@@ -36,6 +36,9 @@ for group in "${@:-test}"; do
             need docker.io command -v dockerd
             need docker-compose command -v docker-compose
             ;;
+        registry)
+            need docker-registry command -v docker-registry  # a local registry for scripts/eb-check.sh
+            ;;
         node)
             need nodejs command -v node
             need npm command -v npm

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from docker_cli import docker, host_port, logs
 from kube import (
     IMAGE_CONTEXTS,
     K8S,
@@ -51,6 +52,7 @@ from kube import (
     with_images,
     workloads,
 )
+from through_router import browser_test, compute_through_router
 
 TAG = "k8s-pods-check"
 PREFIX = "fibstack-pods"
@@ -59,13 +61,6 @@ PREFIX = "fibstack-pods"
 # refuses to start with an upstream it cannot resolve. So: data, then the
 # services the router proxies to, then the router.
 START_ORDER = ("postgres", "redis", "api", "worker", "client", "router")
-
-
-def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args[:3])}... failed:\n{result.stderr[-3000:]}")
-    return result
 
 
 def say(message: str) -> None:
@@ -184,8 +179,7 @@ class Pod:
         self.prepare_volumes()
         docker(*self.run_args())
         for port in self.main.get("ports", []):
-            mapped = docker("port", self.container, f"{port['containerPort']}/tcp").stdout.split("\n")[0]
-            self.host_ports[port["containerPort"]] = int(mapped.rsplit(":", 1)[1])
+            self.host_ports[port["containerPort"]] = host_port(self.container, port["containerPort"])
 
     def resolve_port(self, port: int | str) -> int:
         if isinstance(port, int):
@@ -233,8 +227,7 @@ class Pod:
         return state
 
     def logs(self) -> str:
-        result = docker("logs", "--tail", "40", self.container, check=False)
-        return result.stdout + result.stderr
+        return logs(self.container)
 
     def memory_peak(self) -> int | None:
         """The container's peak memory use so far (cgroup v1 or v2), in bytes."""
@@ -260,28 +253,6 @@ def build_images() -> None:
     for image, context in IMAGE_CONTEXTS.items():
         say(f"building {image}:{TAG} from {context}/")
         docker("build", "--quiet", "--tag", f"{image}:{TAG}", str(REPO / context), timeout=1200)
-
-
-def compute_through_router(base: str, index: int, timeout: float = 120) -> dict[str, Any]:
-    response = requests.post(f"{base}/api/values", json={"index": str(index)}, timeout=10)
-    assert response.status_code == 202, response.text
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = requests.get(f"{base}/api/values/{index}", timeout=10).json()
-        if status["status"] != "pending":
-            return status
-        time.sleep(0.5)
-    raise RuntimeError(f"F({index}) did not finish within {timeout} s")
-
-
-def browser_test(base: str) -> None:
-    env = os.environ | {"E2E_BASE_URL": base}
-    subprocess.run(
-        [str(REPO / "scripts/with-node"), "npx", "vitest", "run", "--config", "vitest.e2e.config.ts"],
-        cwd=REPO / "client",
-        env=env,
-        check=True,
-    )
 
 
 def main() -> int:
