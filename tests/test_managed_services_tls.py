@@ -87,3 +87,30 @@ def test_a_wrong_ca_is_refused_not_ignored(managed: tuple[PostgresServer, RedisS
         assert requests.post(f"{api.url}/api/values", json={"index": "5"}, timeout=10).status_code == 503
     finally:
         api.stop()
+
+
+def test_live_events_arrive_over_tls_and_streams_stay_open(
+    managed: tuple[PostgresServer, RedisServer], tmp_path: Path
+) -> None:
+    from sse import events, open_stream, wait_for
+
+    postgres, cache = managed
+    env = postgres.env() | cache.env() | {"RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    api = API(env, tmp_path / "api.log", workers=2)
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        for attempt in range(4):
+            # Pages come and go between submissions, as in a browser session.
+            streams = [open_stream(api.url) for _ in range(3)]
+            readers = [events(stream) for stream in streams]
+            index = 500 + attempt
+            assert requests.post(f"{api.url}/api/values", json={"index": str(index)}, timeout=10).status_code == 202
+            for reader in readers:
+                assert wait_for(reader, index).data["status"] == "done"
+            for stream in streams:
+                stream.close()
+            time.sleep(attempt * 2)  # lets each process's stream reader notice it has no one left
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        api.stop()

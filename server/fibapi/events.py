@@ -55,10 +55,26 @@ class Broadcaster:
         inbox: queue.Queue[Event | None] = queue.Queue(maxsize=SUBSCRIBER_BACKLOG)
         with self._lock:
             self._subscribers.add(inbox)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._follow, name="events", daemon=True)
-                self._thread.start()
+            following = self._thread is not None and self._thread.is_alive()
+        if not following:
+            # Where the reader starts, fixed now, before this subscriber's
+            # response goes out: an event appended after this point (its page
+            # may submit at once) must reach it, however late the new reader
+            # thread gets to run (a TLS handshake to Redis takes a while).
+            start = self._newest_id()
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._follow, args=(start,), name="events", daemon=True)
+                    self._thread.start()
         return inbox
+
+    def _newest_id(self) -> str:
+        """The id of the stream's newest event ("0-0" if none; "$" if Redis cannot say now)."""
+        try:
+            newest: Any = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
+        except RedisError:
+            return "$"  # resolved by the reader once Redis answers; nothing can be appended meanwhile
+        return _event(newest[0])[0] if newest else "0-0"
 
     def unsubscribe(self, inbox: queue.Queue[Event | None]) -> None:
         with self._lock:
@@ -77,8 +93,7 @@ class Broadcaster:
         entries: Any = self.redis.xrange(contract.EVENTS_STREAM, min=f"({after}", count=REPLAY_LIMIT)
         return [_event(entry) for entry in entries]
 
-    def _follow(self) -> None:
-        last_id = "$"
+    def _follow(self, last_id: str) -> None:
         while not self._stopping.is_set():
             with self._lock:
                 if not self._subscribers:
@@ -87,8 +102,10 @@ class Broadcaster:
             try:
                 if last_id == "$":
                     # Resolve "$" once, so nothing between two reads is skipped.
-                    newest: Any = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
-                    last_id = _event(newest[0])[0] if newest else "0-0"
+                    last_id = self._newest_id()
+                    if last_id == "$":
+                        time.sleep(1)
+                    continue
                 replies: Any = self.redis.xread({contract.EVENTS_STREAM: last_id}, block=5000, count=500)
             except RedisError as exc:
                 log.warning("events: Redis unavailable, retrying", extra={"error": str(exc)})

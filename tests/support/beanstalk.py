@@ -168,7 +168,7 @@ class DataServices:
 
     def remove(self) -> None:
         for name in ("postgres", "redis"):
-            docker("rm", "-f", f"{PREFIX}-{name}", check=False)
+            docker("rm", "-f", "-v", f"{PREFIX}-{name}", check=False)  # -v: their images' anonymous volumes
 
 
 def unpack_bundle(platform: str, registry: Registry, tag: str, into: Path, ca: Path) -> Path:
@@ -327,15 +327,17 @@ def main() -> int:
         raise
     finally:
         if not options.keep:
+            if data:  # first: they are attached to the compose project's network too
+                data.remove()
             compose_file = workdir / "current-docker" / "docker-compose.yml"
             if compose_file.exists():
                 subprocess.run(["docker-compose", "--project-name", project, "--file", str(compose_file), "down", "-v"],
                                capture_output=True, cwd=compose_file.parent)  # fmt: skip
             for name in SERVICES:
                 docker("rm", "-f", f"{PREFIX}-{name}", check=False)
-            if data:
-                data.remove()
             docker("network", "rm", network, check=False)
+            leftovers = docker("ps", "-aq", "--filter", f"name={PREFIX}").stdout.split()
+            assert not leftovers, f"containers left behind: {leftovers}"
             registry.stop()
             shutil.rmtree(workdir, ignore_errors=True)
     say("all checks passed")
