@@ -65,7 +65,8 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
     spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = spec["services"]
     assert set(services) == {"postgres", "redis", "api", "worker", "client", "nginx"}
-    assert services["nginx"]["ports"] == ["3050:8080"]
+    # Only this machine by default; FIBSTACK_LISTEN_ADDRESS=0.0.0.0 opens it to the network.
+    assert services["nginx"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:3050:8080"]
     for name in ("postgres", "redis", "api", "worker", "client"):
         assert "ports" not in services[name], f"{name} must not be published to the host"
     assert "${POSTGRES_PASSWORD" in (REPO / "docker-compose.yml").read_text()
@@ -78,3 +79,16 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
         image, _, tag = services[name]["image"].partition(":")
         assert image == name
         assert re.match(r"\d+\.\d+-bookworm$", tag), f"{name}: a Debian tag pinned to a minor version"
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda path: path.name)
+def test_stopping_gives_each_process_more_than_its_own_graceful_timeout(compose: Path) -> None:
+    import yaml
+
+    graceful = int(
+        re.search(r"^graceful_timeout = (\d+)", (REPO / "server/gunicorn.conf.py").read_text(), re.M).group(1)
+    )  # type: ignore[union-attr]
+    services = yaml.safe_load(compose.read_text())["services"]
+    # Docker's default is 10 s, the same as gunicorn's: a stop under load ended in SIGKILL.
+    assert int(services["api"]["stop_grace_period"].removesuffix("s")) > graceful
+    assert int(services["worker"]["stop_grace_period"].removesuffix("s")) >= 30
