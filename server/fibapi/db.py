@@ -60,8 +60,9 @@ class Database:
             min_size=1,
             max_size=10,
             open=False,
-            # Fail a request after 3 s rather than hang while Postgres is down.
-            timeout=3,
+            # Wait at most a second for a connection: while Postgres is down, a
+            # request is answered 503 promptly rather than hanging.
+            timeout=1,
             # Connections broken by a Postgres restart are replaced, not handed out.
             check=ConnectionPool.check_connection,
             # The pool's background reconnection backs off exponentially; stop it

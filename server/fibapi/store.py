@@ -23,6 +23,9 @@ from .config import Settings
 
 log = logging.getLogger(__name__)
 
+# The longest any one Redis call of a request may take before it is given up.
+REQUEST_TIMEOUT_SECONDS = 1.0
+
 # Streaming chunk for /decimal: large enough to be fast, small enough that a
 # 2 MB value never sits in memory twice per request.
 CHUNK_BYTES = 64 * 1024
@@ -35,10 +38,15 @@ class ValueVanished(Exception):
 class Store:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Sized so a request touching a dead Redis is answered 503 within about
+        # a second: short timeouts, and one immediate retry only (for a pooled
+        # connection that went stale when Redis restarted), where redis-py's
+        # default of three retries with back-off kept a POST waiting 5-28 s.
         self.redis = Redis(
             **settings.redis.client_kwargs(),
-            socket_connect_timeout=2,
-            socket_timeout=5,
+            socket_connect_timeout=REQUEST_TIMEOUT_SECONDS / 2,
+            socket_timeout=REQUEST_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 1),
             decode_responses=False,
             health_check_interval=30,
         )

@@ -172,3 +172,44 @@ def test_readyz_answers_within_a_probe_timeout_whatever_the_dependencies_do(
             assert elapsed < 1.0, f"readyz took {elapsed:.2f} s"
     finally:
         app.extensions["fibstack.db"].close()
+
+
+def timed(call):  # type: ignore[no-untyped-def]
+    import time
+
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def test_a_dead_redis_is_answered_promptly_and_postgres_routes_keep_working(
+    outage_client: FlaskClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, redis_server = own_servers
+    assert outage_client.post("/api/values", json={"index": "5"}).status_code == 202
+    redis_server.stop()
+    response, took = timed(lambda: outage_client.post("/api/values", json={"index": "6"}))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    # It took up to 28 s (redis-py's retries with back-off); a client gives up long before.
+    assert took < 2.5, f"POST took {took:.1f} s with Redis down"
+    # Submissions failing at once do not starve the pool: /all (Postgres only) still answers.
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        posts = [pool.submit(outage_client.post, "/api/values", json={"index": str(i)}) for i in range(24)]
+        reads = [pool.submit(outage_client.get, "/api/values/all") for _ in range(12)]
+        assert {future.result().status_code for future in posts} == {503}
+        assert {future.result().status_code for future in reads} == {200}
+
+
+def test_a_dead_postgres_is_answered_promptly(
+    outage_client: FlaskClient, own_servers: tuple[PostgresServer, RedisServer]
+) -> None:
+    postgres, _ = own_servers
+    assert outage_client.get("/api/values/all").status_code == 200
+    postgres.stop()
+    for path in ("/api/values/all", "/api/values/current"):
+        response, took = timed(lambda: outage_client.get(path))  # noqa: B023
+        assert response.status_code == 503
+        assert took < 2.5, f"{path} took {took:.1f} s with Postgres down"
