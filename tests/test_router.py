@@ -6,6 +6,7 @@ In front of a real API (gunicorn) and a stand-in client.
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import threading
 import time
@@ -201,3 +202,74 @@ def test_api_down_is_a_json_502(tmp_path: Path, fake_client: int) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def raw_request(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (requests would refuse or fix them); return status, headers, body."""
+    import socket
+
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GET /api/values/\x00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+        (
+            b"GET /api/values/all HTTP/1.1\r\nHost: x\r\nCookie: " + b"a" * 65536 + b"\r\nConnection: close\r\n\r\n",
+            400,
+            "request_header_too_large",
+        ),
+        (
+            b"GET /api/values/" + b"1" * 100_000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            414,
+            "uri_too_long",
+        ),
+        (b"TRACE /api/values HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405, "method_not_allowed"),
+        (
+            b"POST /api/values HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nConnection: close\r\n\r\n",
+            501,
+            "not_implemented",
+        ),
+        (b"GET /api/values/..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"),
+        (b"GET /api/../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found"),
+    ],
+    ids=["nul-in-path", "64k-cookie", "100k-url", "trace", "unknown-transfer-coding", "encoded-traversal", "traversal"],
+)
+def test_every_answer_under_api_is_json_even_from_nginx_itself(
+    router: str, request_bytes: bytes, status: int, code: str
+) -> None:
+    got, headers, body = raw_request(router, request_bytes)
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["code"] == code
+    assert headers["content-security-policy"]  # the security headers too
+
+
+def test_pages_outside_api_still_get_the_client(router: str) -> None:
+    got, headers, body = raw_request(router, b"GET /otherpage HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (got, body) == (200, b"client saw /otherpage")
+    got, headers, _ = raw_request(router, b"TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert got == 405
+    assert headers["content-type"].startswith("text/html")  # not an API request: nginx's own page
+
+
+def test_a_limited_submission_says_when_to_retry(router: str) -> None:
+    def submit(index: int) -> requests.Response:
+        return requests.post(f"{router}/api/values", json={"index": index}, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(submit, range(40)))
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited
+    assert all(r.headers["Retry-After"] == "1" for r in limited)
+    assert all("Retry-After" not in r.headers for r in responses if r.status_code == 202)

@@ -16,11 +16,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     # in gunicorn's master process, and anything imported there (ssl, sockets)
     # would escape the gevent patching each worker applies after forking.
     from flask import Flask
+    from werkzeug.routing import IntegerConverter
 
     from . import db, errors, events, health, openapi, store, values
 
+    class AsciiIntegerConverter(IntegerConverter):
+        """<int:...> as ASCII digits only. Werkzeug's accepts any Unicode digit,
+        so /api/values/٣ (Arabic-Indic 3) would be index 3, which POST refuses."""
+
+        regex = r"[0-9]+"
+
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.url_map.converters["int"] = AsciiIntegerConverter
     app.config.update(
         MAX_INDEX=settings.max_index,
         RECENT_LIMIT=settings.recent_limit,

@@ -215,3 +215,13 @@ def test_surrounding_whitespace_is_accepted(client: FlaskClient, pg_conn: psycop
     status, payload = submit(client, " 7 ")
     assert (status, payload["index"]) == (202, 7)
     assert client.get("/api/values/all").get_json() == [{"number": 7}]
+
+
+@pytest.mark.parametrize("digit", ["\u0663", "\uff13", "\U0001d7db"])
+def test_paths_take_ascii_digits_only(client: FlaskClient, digit: str) -> None:
+    # Arabic-Indic, fullwidth and mathematical 3s: POST refuses them, so must the paths.
+    assert client.post("/api/values", json={"index": "3"}).status_code == 202
+    assert client.get("/api/values/3").status_code == 200
+    response = client.get(f"/api/values/{digit}")
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
