@@ -108,7 +108,7 @@ def bench_throughput(env: dict[str, str], jobs: int = 400) -> None:
             queue.enqueue_call(
                 contract.JOB_FUNCTION,
                 args=(index,),
-                job_id=contract.job_id(index),
+                job_id=contract.new_job_id(index),
                 result_ttl=0,
                 on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
             )

@@ -11,6 +11,7 @@ Only the standard library is imported here, so both services can load it.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -44,9 +45,28 @@ STATUSES: Final = (PENDING, DONE, FAILED)
 NOTHING_YET: Final = "Nothing yet!"  # the course's display string for a pending index
 
 
-def job_id(index: int) -> str:
-    """One job id per index, so a queued or running index is never queued twice."""
-    return f"fib-{index}"
+def new_job_id(index: int) -> str:
+    """A fresh RQ job id for each attempt at an index.
+
+    Never one id per index: RQ deletes a finished job's hash after the job has
+    already written its result, so the next attempt at the same index, if it
+    reused the id, could have its own hash deleted and stay pending for ever.
+    That an index is queued only once is the status hash's job (the API checks
+    and queues in one transaction), not the id's.
+    """
+    return f"fib-{index}-{secrets.token_hex(6)}"
+
+
+def index_of_job(job_id: str) -> int:
+    """The index a job id (from new_job_id) is for."""
+    return int(job_id.split("-")[1])
+
+
+# Sorted set: every index marked pending, scored by when (Unix seconds). The
+# API adds to it when it queues, the worker removes from it when it finishes;
+# the API's sweeper (reconcile.py) re-queues an index pending long after its
+# job is gone.
+PENDING_SINCE: Final = f"{PREFIX}:pending-since"
 
 
 def status_key(index: int) -> str:
@@ -97,9 +117,9 @@ def done_fields(decimal: str, compute_ms: float) -> dict[str, str]:
     }
 
 
-def pending_fields() -> dict[str, str]:
-    """The status hash of a queued index (the API writes it)."""
-    return {name: "" for name in STATUS_FIELDS} | {"status": PENDING}
+def pending_fields(job_id: str) -> dict[str, str]:
+    """The status hash of a queued index (the API writes it), naming the job that will compute it."""
+    return {name: "" for name in STATUS_FIELDS} | {"status": PENDING, "job": job_id}
 
 
 def failed_fields(error: str) -> dict[str, str]:

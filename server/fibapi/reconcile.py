@@ -1,4 +1,4 @@
-"""Re-queue every recorded index when Redis comes back empty.
+"""Re-queue every recorded index when Redis comes back empty, and any index stuck pending.
 
 Postgres is the durable record; Redis holds the queue and the values. If Redis
 is flushed or restarts without its data, the marker key below is gone, and
@@ -48,6 +48,17 @@ def reconcile(db: Database, store: Store) -> int | None:
         store.redis.delete(LOCK_KEY)
 
 
+def sweep_stuck(store: Store, older_than_seconds: float) -> list[int]:
+    """Re-queue every index pending for longer than `older_than_seconds` with no job left behind it.
+
+    Nothing should leave one (jobs have fresh ids, and a dead worker's job is
+    re-queued by the others), but a job lost any other way would otherwise
+    keep its index "calculating" for ever.
+    """
+    cutoff = time.time() - older_than_seconds
+    return [index for index in store.pending_since_before(cutoff) if store.requeue_if_stuck(index)]
+
+
 def start_background(app: Flask, interval: float) -> threading.Thread:
     """Check now and then every `interval` seconds, for as long as the process lives."""
 
@@ -57,6 +68,8 @@ def start_background(app: Flask, interval: float) -> threading.Thread:
         while True:
             try:
                 reconcile(db, store)
+                # Longer than any job may run (it is stopped then), plus RQ's own bookkeeping.
+                sweep_stuck(store, store.settings.job_timeout_seconds + 60)
             except (RedisError, psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 log.info("reconcile postponed: a backing service is down", extra={"error": str(exc)})
             except Exception:

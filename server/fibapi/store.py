@@ -6,6 +6,7 @@ The key layout and payloads live in contract.py (shared with the worker).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +30,9 @@ REQUEST_TIMEOUT_SECONDS = 1.0
 # Streaming chunk for /decimal: large enough to be fast, small enough that a
 # 2 MB value never sits in memory twice per request.
 CHUNK_BYTES = 64 * 1024
+
+# RQ job states in which the job will still run (and so settle its index).
+LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
 
 class ValueVanished(Exception):
@@ -82,32 +86,35 @@ class Store:
                     if status == contract.DONE.encode() and pipe.exists(decimal_key):
                         return False
                     pipe.multi()
-                    # A failed run of the same index leaves RQ bookkeeping behind; start clean.
-                    pipe.delete(Job.key_for(contract.job_id(index)))
-                    pipe.zrem(self.queue.failed_job_registry.key, contract.job_id(index))
-                    self._mark_pending(pipe, index)
-                    self.queue.enqueue_call(
-                        contract.JOB_FUNCTION,
-                        args=(index,),
-                        job_id=contract.job_id(index),
-                        timeout=self.settings.job_timeout_seconds,
-                        # Results live in our own keys; RQ's copy would only waste memory.
-                        result_ttl=0,
-                        failure_ttl=7 * 24 * 3600,
-                        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
-                        pipeline=pipe,
-                    )
+                    self._queue_in(pipe, index)
                     pipe.execute()
                     return True
                 except WatchError:
                     continue  # someone else changed this index meanwhile: look again
 
+    def _queue_in(self, pipe: Pipeline, index: int) -> None:
+        """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
+        job_id = contract.new_job_id(index)
+        self._mark_pending(pipe, index, job_id)
+        self.queue.enqueue_call(
+            contract.JOB_FUNCTION,
+            args=(index,),
+            job_id=job_id,
+            timeout=self.settings.job_timeout_seconds,
+            # Results live in our own keys; RQ's copy would only waste memory.
+            result_ttl=0,
+            failure_ttl=7 * 24 * 3600,
+            on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+            pipeline=pipe,
+        )
+
     @staticmethod
-    def _mark_pending(pipe: Pipeline, index: int) -> None:
-        fields = contract.pending_fields()
+    def _mark_pending(pipe: Pipeline, index: int, job_id: str) -> None:
+        fields = contract.pending_fields(job_id)
         pipe.delete(contract.status_key(index))
         # No expiry: a pending mark must never be evicted while its job waits.
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
+        pipe.zadd(contract.PENDING_SINCE, {str(index): time.time()})
         entry = _redis_mapping(contract.event_entry(index, fields))
         pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
@@ -139,6 +146,38 @@ class Store:
                 # cleanly, so the client sees a short body, not a wrong number.
                 raise ValueVanished(index)
             yield chunk
+
+    def requeue_if_stuck(self, index: int) -> bool:
+        """Queue `index` again if it is pending with no live job behind it; True if it was.
+
+        A job is behind it while RQ still holds it queued, started or deferred.
+        """
+        status_key = contract.status_key(index)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(status_key)  # type: ignore[no-untyped-call]
+                raw: Any = pipe.hgetall(status_key)
+                fields = {key.decode(): value.decode() for key, value in raw.items()}
+                if fields.get("status") != contract.PENDING:
+                    pipe.multi()
+                    pipe.zrem(contract.PENDING_SINCE, str(index))
+                    pipe.execute()
+                    return False
+                job_id = fields.get("job", "")
+                if job_id and pipe.hget(Job.key_for(job_id), "status") in LIVE_JOB_STATUSES:
+                    return False
+                pipe.multi()
+                self._queue_in(pipe, index)
+                pipe.execute()
+            except WatchError:
+                return False  # it changed meanwhile: someone is dealing with it
+        log.warning("re-queued an index left pending with no job", extra={"index": index, "lost_job": job_id})
+        return True
+
+    def pending_since_before(self, cutoff: float) -> list[int]:
+        """Indexes marked pending before Unix time `cutoff`."""
+        members: Any = self.redis.zrangebyscore(contract.PENDING_SINCE, 0, cutoff)
+        return [int(member) for member in members]
 
     def is_reconciled(self) -> bool:
         return bool(self.redis.exists(contract.RECONCILED_MARKER))

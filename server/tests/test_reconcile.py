@@ -57,3 +57,49 @@ def test_only_one_process_reconciles_at_a_time(app: Flask, redis_client: Redis, 
     redis_client.set(f"{contract.PREFIX}:reconcile-lock", holder)
     assert run_reconcile(app) is None
     assert not redis_client.exists(contract.RECONCILED_MARKER)
+
+
+def test_an_index_resubmitted_as_its_last_job_is_cleaned_up_still_finishes(
+    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+) -> None:
+    """The race that left an index pending for ever, replayed step by step."""
+    from fibworker import results
+    from rq.job import Job
+
+    store = app.extensions["fibstack.store"]
+    assert client.post("/api/values", json={"index": "7"}).status_code == 202
+    first_job = redis_client.hget(contract.status_key(7), "job").decode()
+    # The worker runs the job: the value and "done" are written first...
+    redis_client.lpop(f"rq:queue:{contract.QUEUE_NAME}")
+    results.store_done(redis_client, 7, "13", 0.01, 3600)
+    # ...then, before RQ deletes the finished job's hash, the value is evicted
+    # and someone asks again: a new job is queued.
+    redis_client.delete(contract.decimal_key(7))
+    assert store.request_computation(7)
+    # Now RQ's clean-up of the first job runs. With one id per index it
+    # deleted the new job's hash, and the index stayed pending for ever.
+    redis_client.delete(Job.key_for(first_job))
+    drain(redis_server.port)
+    assert client.get("/api/values/7").get_json()["status"] == "done"
+    assert redis_client.zcard(contract.PENDING_SINCE) == 0
+
+
+def test_the_sweeper_requeues_an_index_whose_job_is_gone_and_nothing_else(
+    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+) -> None:
+    from fibapi.reconcile import sweep_stuck
+    from rq.job import Job
+
+    store = app.extensions["fibstack.store"]
+    for index in (8, 9):
+        assert client.post("/api/values", json={"index": str(index)}).status_code == 202
+    lost = redis_client.hget(contract.status_key(8), "job").decode()
+    redis_client.delete(Job.key_for(lost))  # however it happened, 8 has no job left
+    redis_client.lrem(f"rq:queue:{contract.QUEUE_NAME}", 0, lost)
+    assert sweep_stuck(store, older_than_seconds=3600) == []  # too recent to judge
+    assert sweep_stuck(store, older_than_seconds=0) == [8]  # 9's job is still queued
+    assert sweep_stuck(store, older_than_seconds=0) == []  # and 8 has one again
+    drain(redis_server.port)
+    assert [client.get(f"/api/values/{i}").get_json()["status"] for i in (8, 9)] == ["done", "done"]
+    assert sweep_stuck(store, older_than_seconds=0) == []
+    assert redis_client.zcard(contract.PENDING_SINCE) == 0

@@ -27,6 +27,7 @@ def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, t
         # Only done results expire: with maxmemory-policy volatile-lru, Redis
         # evicts these (recomputable) keys and never the queue or pending marks.
         pipe.expire(contract.status_key(index), ttl_seconds)
+        pipe.zrem(contract.PENDING_SINCE, str(index))
         announce(pipe, index, fields)
         pipe.execute()
     return contract.public_status(index, fields)
@@ -37,6 +38,7 @@ def store_failed(connection: Redis, index: int, error: str) -> None:
     with connection.pipeline(transaction=True) as pipe:
         pipe.delete(contract.status_key(index))
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
+        pipe.zrem(contract.PENDING_SINCE, str(index))
         announce(pipe, index, fields)
         pipe.execute()
 

@@ -14,15 +14,17 @@ from rq import Callback, Queue
 from stack.servers import RedisServer
 
 
-def enqueue(redis_client: Redis, index: int) -> None:
-    """What the API does (see fibapi.store), minus the pending mark."""
+def enqueue(redis_client: Redis, index: int) -> str:
+    """What the API does (see fibapi.store), minus the pending mark; the job's id."""
+    job_id = contract.new_job_id(index)
     Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
         contract.JOB_FUNCTION,
         args=(index,),
-        job_id=contract.job_id(index),
+        job_id=job_id,
         result_ttl=0,
         on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
     )
+    return job_id
 
 
 def status(redis_client: Redis, index: int) -> dict[str, str]:
@@ -31,7 +33,7 @@ def status(redis_client: Redis, index: int) -> dict[str, str]:
 
 
 def test_job_stores_value_status_and_event(redis_client: Redis, redis_server: RedisServer) -> None:
-    enqueue(redis_client, 300)
+    job_id = enqueue(redis_client, 300)
     drain(redis_server.port)
     expected = gmpy2.fib(300).digits()
     assert redis_client.get(contract.decimal_key(300)) == expected.encode()
@@ -44,7 +46,7 @@ def test_job_stores_value_status_and_event(redis_client: Redis, redis_server: Re
     # Done results expire (evictable); the job itself leaves nothing behind.
     assert 0 < redis_client.ttl(contract.decimal_key(300)) <= jobs._settings().result_ttl_seconds
     assert redis_client.ttl(contract.status_key(300)) > 0
-    assert not redis_client.exists(f"rq:job:{contract.job_id(300)}")
+    assert not redis_client.exists(f"rq:job:{job_id}")
 
 
 def test_long_value_is_not_copied_into_the_status(redis_client: Redis, redis_server: RedisServer) -> None:

@@ -13,9 +13,10 @@ from rq import Queue
 from .test_jobs import enqueue, status
 
 
-def started_jobs(redis_client: Redis) -> list[str]:
+def started_jobs(redis_client: Redis) -> list[int]:
+    """The indexes of the jobs RQ records as started."""
     registry = Queue(contract.QUEUE_NAME, connection=redis_client).started_job_registry
-    return registry.get_job_ids(cleanup=False)
+    return [contract.index_of_job(job_id) for job_id in registry.get_job_ids(cleanup=False)]
 
 
 def test_job_of_a_killed_worker_is_requeued_and_finished(
@@ -24,13 +25,13 @@ def test_job_of_a_killed_worker_is_requeued_and_finished(
     doomed = start_worker(services_env, tmp_path / "doomed.log", delay=60)
     try:
         enqueue(redis_client, 1000)
-        wait_until(lambda: started_jobs(redis_client) == [contract.job_id(1000)])
+        wait_until(lambda: started_jobs(redis_client) == [1000])
         doomed.send_signal(signal.SIGKILL)  # no chance to clean up
         doomed.wait()
     finally:
         doomed.kill()
     assert status(redis_client, 1000) == {}  # not computed, and still "started" in RQ
-    assert started_jobs(redis_client) == [contract.job_id(1000)]
+    assert started_jobs(redis_client) == [1000]
 
     rescuer = start_worker(services_env, tmp_path / "rescuer.log")
     try:
@@ -49,7 +50,7 @@ def test_sigterm_finishes_the_current_job_then_exits(
     try:
         enqueue(redis_client, 77)
         enqueue(redis_client, 78)
-        wait_until(lambda: started_jobs(redis_client) == [contract.job_id(77)])
+        wait_until(lambda: started_jobs(redis_client) == [77])
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     finally:
@@ -57,7 +58,8 @@ def test_sigterm_finishes_the_current_job_then_exits(
     assert status(redis_client, 77)["value"] == "5527939700884757"
     # The next job was not started, so it is still waiting in the queue.
     assert status(redis_client, 78) == {}
-    assert Queue(contract.QUEUE_NAME, connection=redis_client).job_ids == [contract.job_id(78)]
+    queued = Queue(contract.QUEUE_NAME, connection=redis_client).job_ids
+    assert [contract.index_of_job(job_id) for job_id in queued] == [78]
 
 
 def test_worker_waits_for_redis_instead_of_crashing(tmp_path: Path, services_env: dict[str, str]) -> None:
