@@ -52,10 +52,27 @@ class API:
     """gunicorn serving the API exactly as in production (gunicorn.conf.py)."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int = 1, extra_args: tuple[str, ...] = ()) -> None:
+        self.log = log
+        # A free port can be taken by another process between our check and
+        # gunicorn's bind (parallel test runs): then try another one.
+        for _ in range(3):
+            if self._start(env, workers, extra_args):
+                return
+            self.stop()
+            if not self._port_was_taken():
+                break
+        raise TimeoutError(f"the API did not start; see {log}:\n{log.read_text()[-3000:]}")
+
+    def _port_was_taken(self) -> bool:
+        text = self.log.read_text() if self.log.exists() else ""
+        return "Address already in use" in text[self._log_start :]
+
+    def _start(self, env: dict[str, str], workers: int, extra_args: tuple[str, ...]) -> bool:
+        self._log_start = len(self.log.read_text()) if self.log.exists() else 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         extra = env | {"PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
-        with open(log, "ab") as out:
+        with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *extra_args],
                 env=_env(extra),
@@ -63,16 +80,16 @@ class API:
                 stderr=subprocess.STDOUT,
                 cwd=REPO / "server",
             )
-        self.log = log
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if requests.get(f"{self.url}/api/healthz", timeout=1).ok:
-                    return
+                    return True
             except requests.ConnectionError:
                 time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"the API did not start; see {log}:\n{log.read_text()[-3000:]}")
+            if self._port_was_taken():
+                return False
+        return False
 
     def stop(self) -> int:
         if self.process.poll() is None:
