@@ -51,7 +51,15 @@ def real_ip_config(trusted_proxies: str) -> str:
     return result.stdout
 
 
-def write_router(workdir: Path, port: int, api: str, client: str, mode: str, trusted_proxies: str = "") -> Path:
+def write_router(
+    workdir: Path,
+    port: int,
+    api: str,
+    client: str,
+    mode: str,
+    trusted_proxies: str = "",
+    event_streams_max: int = 4000,
+) -> Path:
     """The router listening on 127.0.0.1:`port`; returns the main config's path.
 
     Uses the image's nginx.conf and site template, with local paths and port.
@@ -64,6 +72,7 @@ def write_router(workdir: Path, port: int, api: str, client: str, mode: str, tru
             "CLIENT_UPSTREAM": client,
             "CONTENT_SECURITY_POLICY": csp(mode),
             "REAL_IP_CONFIG": real_ip_config(trusted_proxies),
+            "EVENT_STREAMS_MAX": str(event_streams_max),
         },
     )
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")

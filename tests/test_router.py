@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import threading
 import time
@@ -21,6 +22,8 @@ from processes import API
 
 from stack.router import csp, nginx_check_command, nginx_command, real_ip_config, write_router
 from stack.servers import free_port, wait_for_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeClient(BaseHTTPRequestHandler):
@@ -48,10 +51,23 @@ def fake_client() -> Iterator[int]:
 
 
 def start_router(
-    workdir: Path, api: str, client: str, mode: str = "production", trusted_proxies: str = ""
+    workdir: Path,
+    api: str,
+    client: str,
+    mode: str = "production",
+    trusted_proxies: str = "",
+    event_streams_max: int = 4000,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    conf = write_router(workdir, port, api=api, client=client, mode=mode, trusted_proxies=trusted_proxies)
+    conf = write_router(
+        workdir,
+        port,
+        api=api,
+        client=client,
+        mode=mode,
+        trusted_proxies=trusted_proxies,
+        event_streams_max=event_streams_max,
+    )
     check = subprocess.run(nginx_check_command(conf), capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
     process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -273,3 +289,48 @@ def test_a_limited_submission_says_when_to_retry(router: str) -> None:
     assert limited
     assert all(r.headers["Retry-After"] == "1" for r in limited)
     assert all("Retry-After" not in r.headers for r in responses if r.status_code == 202)
+
+
+def test_a_stream_past_the_cap_gets_a_clean_503_and_the_others_keep_going(
+    services_env: dict[str, str], fake_client: int, tmp_path: Path
+) -> None:
+    api = API(services_env, tmp_path / "api.log")
+    process, url = start_router(
+        tmp_path / "router", f"127.0.0.1:{api.port}", f"127.0.0.1:{fake_client}", event_streams_max=3
+    )
+    streams = [requests.get(f"{url}/api/events", stream=True, timeout=10) for _ in range(3)]
+    try:
+        assert all(stream.status_code == 200 for stream in streams)
+        refused = requests.get(f"{url}/api/events", timeout=10)
+        assert refused.status_code == 503
+        assert refused.headers["Content-Type"] == "application/json"
+        assert refused.json()["code"] == "too_many_streams"
+        assert refused.headers["Retry-After"] == "5"
+        # The open ones still carry events, and other routes are unaffected.
+        assert requests.post(f"{url}/api/values", json={"index": 12}, timeout=5).status_code == 202
+        lines = streams[0].iter_lines(decode_unicode=True)
+        assert any('"index":12' in (line or "") for line in lines)
+        # A closed stream frees its place.
+        streams.pop().close()
+        time.sleep(0.5)
+        with requests.get(f"{url}/api/events", stream=True, timeout=10) as again:
+            assert again.status_code == 200
+    finally:
+        for stream in streams:
+            stream.close()
+        process.terminate()
+        process.wait(timeout=10)
+        api.stop()
+
+
+def test_the_router_has_room_for_its_stream_cap() -> None:
+    # Two connections per stream (browser and API), even with a single worker process.
+    conf = (REPO / "nginx/nginx.conf").read_text()
+    connections = int(re.search(r"worker_connections (\d+);", conf).group(1))  # type: ignore[union-attr]
+    files = int(re.search(r"worker_rlimit_nofile (\d+);", conf).group(1))  # type: ignore[union-attr]
+    cap = int(re.search(r"EVENT_STREAMS_MAX=(\d+)", (REPO / "nginx/Dockerfile").read_text()).group(1))  # type: ignore[union-attr]
+    assert connections >= 2 * cap + 1000
+    assert files >= 2 * connections
+    gunicorn = (REPO / "server/gunicorn.conf.py").read_text()
+    per_process = int(re.search(r"^worker_connections = (\d+)", gunicorn, re.M).group(1))  # type: ignore[union-attr]
+    assert per_process * 2 >= cap  # one API replica (two processes) can hold them all
