@@ -283,9 +283,9 @@ class RedisServer(Server):
             *persistence,
             "--maxmemory",
             self.maxmemory,
-            # Only keys with an expiry (computed values) may be evicted; never the queue.
+            # Redis evicts nothing; the worker keeps values within VALUES_MAX_BYTES.
             "--maxmemory-policy",
-            "volatile-lru",
+            "noeviction",
         ]
 
     def env(self) -> dict[str, str]:

@@ -70,13 +70,28 @@ PENDING_SINCE: Final = f"{PREFIX}:pending-since"
 
 
 def status_key(index: int) -> str:
-    """Hash with the fields listed in STATUS_FIELDS. Small; evictable once done."""
+    """Hash with the fields listed in STATUS_FIELDS. Small, and kept: lists need only this."""
     return f"{PREFIX}:status:{index}"
 
 
 def decimal_key(index: int) -> str:
-    """String with the full decimal value. Evictable; recomputed on demand."""
+    """String with the full decimal value. Dropped when the values outgrow their budget; recomputed on demand."""
     return f"{PREFIX}:decimal:{index}"
+
+
+# The computed values kept in Redis, as a sorted set (index, scored by last
+# use, Unix seconds), each one's size (a hash), and their total in bytes. The worker keeps the
+# total under VALUES_MAX_BYTES by dropping the least recently used values
+# (values.lua); Redis itself evicts nothing (maxmemory-policy noeviction),
+# so the queue and RQ's own keys are never at risk.
+VALUES_BY_USE: Final = f"{PREFIX}:values-by-use"
+VALUES_SIZES: Final = f"{PREFIX}:values-sizes"
+VALUES_BYTES: Final = f"{PREFIX}:values-bytes"
+
+
+def recompute_key(index: int) -> str:
+    """Present while a dropped value's recomputation is queued (single flight, with a cooldown)."""
+    return f"{PREFIX}:recompute:{index}"
 
 
 def worker_alive_key(worker_name: str) -> str:

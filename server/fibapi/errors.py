@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 
 class APIError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -41,7 +42,10 @@ def unavailable(exc: Exception, code: str, message: str, retry_after: int = 5) -
 def register(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError) -> Response:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -67,8 +71,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(redis.exceptions.OutOfMemoryError)
     def redis_full(exc: Exception) -> Response:
-        # Only reachable if Redis is misconfigured (no volatile-lru) or full of
-        # queued jobs: computed values alone are always evictable.
+        # Only when Redis's maxmemory is smaller than the worker's
+        # VALUES_MAX_BYTES plus the statuses and queue: Redis itself evicts
+        # nothing (noeviction), so it refuses writes instead.
         return unavailable(exc, "redis_full", "The queue (Redis) is full; try again later.", retry_after=30)
 
     @app.errorhandler(Exception)

@@ -31,12 +31,15 @@ REQUEST_TIMEOUT_SECONDS = 1.0
 # 2 MB value never sits in memory twice per request.
 CHUNK_BYTES = 64 * 1024
 
+# At most one recomputation of a dropped value per index this often.
+RECOMPUTE_COOLDOWN_SECONDS = 30
+
 # RQ job states in which the job will still run (and so settle its index).
 LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
 
 class ValueVanished(Exception):
-    """The decimal value was evicted while it was being streamed."""
+    """The decimal value was dropped while it was being streamed."""
 
 
 class Store:
@@ -96,6 +99,9 @@ class Store:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
         job_id = contract.new_job_id(index)
         self._mark_pending(pipe, index, job_id)
+        self._enqueue(index, job_id, pipe)
+
+    def _enqueue(self, index: int, job_id: str, pipe: Pipeline | None = None) -> None:
         self.queue.enqueue_call(
             contract.JOB_FUNCTION,
             args=(index,),
@@ -112,7 +118,7 @@ class Store:
     def _mark_pending(pipe: Pipeline, index: int, job_id: str) -> None:
         fields = contract.pending_fields(job_id)
         pipe.delete(contract.status_key(index))
-        # No expiry: a pending mark must never be evicted while its job waits.
+        # No expiry: a pending mark stays while its job waits.
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         pipe.zadd(contract.PENDING_SINCE, {str(index): time.time()})
         entry = _redis_mapping(contract.event_entry(index, fields))
@@ -137,15 +143,32 @@ class Store:
         length: int = self.redis.strlen(contract.decimal_key(index))
         return length
 
+    def touch_value(self, index: int) -> None:
+        """Mark the value as just used: the worker drops the least recently used first."""
+        self.redis.zadd(contract.VALUES_BY_USE, {str(index): time.time()}, xx=True)
+
     def stream_decimal(self, index: int, length: int) -> Iterator[bytes]:
         key = contract.decimal_key(index)
         for start in range(0, length, CHUNK_BYTES):
             chunk: Any = self.redis.getrange(key, start, min(start + CHUNK_BYTES, length) - 1)
             if not chunk:
-                # Evicted mid-download: break the response rather than end it
+                # Dropped mid-download: break the response rather than end it
                 # cleanly, so the client sees a short body, not a wrong number.
                 raise ValueVanished(index)
             yield chunk
+
+    def recompute(self, index: int) -> bool:
+        """Queue F(index) again because its value was dropped; True if queued now.
+
+        Single flight with a cooldown: however many ask within
+        RECOMPUTE_COOLDOWN_SECONDS, one job is queued. The status stays "done"
+        (digits, head and tail are still right), so lists are unaffected.
+        """
+        if not self.redis.set(contract.recompute_key(index), "1", nx=True, ex=RECOMPUTE_COOLDOWN_SECONDS):
+            return False
+        self._enqueue(index, contract.new_job_id(index))
+        log.info("value dropped earlier; computing it again", extra={"index": index})
+        return True
 
     def requeue_if_stuck(self, index: int) -> bool:
         """Queue `index` again if it is pending with no live job behind it; True if it was.

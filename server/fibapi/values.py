@@ -56,14 +56,12 @@ def _recent_statuses() -> list[dict[str, Any]]:
     """Status objects of the most recently submitted distinct indexes, newest first."""
     with get_db().connection() as conn:
         indexes = get_db().recent_indexes(conn, current_app.config["RECENT_LIMIT"])
-    store = get_store()
     found = []
-    for index, status in store.statuses(indexes).items():
-        if status is None:
-            # Recorded but unknown to Redis (evicted or flushed): compute it again.
-            store.request_computation(index)
-            status = contract.public_status(index, {})
-        found.append(status)
+    for index, status in get_store().statuses(indexes).items():
+        # Unknown to Redis only after it lost its data, and then the reconcile
+        # loop queues every recorded index: a list read never queues work
+        # (it did, and under memory pressure that fed itself).
+        found.append(status or contract.public_status(index, {}))
     return found
 
 
@@ -96,6 +94,10 @@ def _status_or_404(index: int) -> dict[str, Any]:
     return store.status(index) or contract.public_status(index, {})
 
 
+# How soon a client should ask again for a value being recomputed.
+RECOMPUTE_RETRY_SECONDS = 2
+
+
 @bp.get("/<int:index>")
 def one(index: int) -> dict[str, Any]:
     return _status_or_404(index)
@@ -106,10 +108,18 @@ def decimal(index: int) -> Response:
     status = _status_or_404(index)
     store = get_store()
     length = store.decimal_length(index) if status["status"] == contract.DONE else 0
+    if not length and status["status"] == contract.DONE:
+        # Dropped to keep the values within their budget: computed again, once however many ask.
+        store.recompute(index)
+        raise APIError(
+            409,
+            "recomputing",
+            f"F({index}) was dropped to free memory and is being computed again; try again in a moment",
+            retry_after=RECOMPUTE_RETRY_SECONDS,
+        )
     if not length:
-        if status["status"] == contract.DONE:
-            store.request_computation(index)  # evicted: compute it again
         raise APIError(404, "not_computed", f"F({index}) is not computed yet; try again when its status is done")
+    store.touch_value(index)
     return Response(
         stream_with_context(store.stream_decimal(index, length)),
         mimetype="text/plain",

@@ -189,11 +189,12 @@ def test_evicted_value_is_recomputed_on_demand(
 ) -> None:
     submit(client, "20")
     drain(redis_server.port)
-    redis_client.delete(contract.decimal_key(20))  # what an eviction does
-    assert client.get("/api/values/20/decimal").status_code == 404
+    redis_client.delete(contract.decimal_key(20))  # as if dropped for memory
+    assert client.get("/api/values/20/decimal").status_code == 409  # "recomputing"
     assert queued_jobs(redis_client) == 1
     drain(redis_server.port)
     assert client.get("/api/values/20/decimal").data == b"6765"
+    assert int(redis_client.get(contract.VALUES_BYTES)) == 4  # counted once, not twice
 
     redis_client.delete(contract.status_key(20), contract.decimal_key(20))
     assert client.get("/api/values/20").get_json()["status"] == "pending"

@@ -16,9 +16,11 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings
-    # Computed values expire after this long (and may be evicted earlier under
-    # memory pressure); the API recomputes them on demand.
-    result_ttl_seconds: int = 7 * 24 * 3600
+    # The computed values kept in Redis take at most this many bytes; past it
+    # the least recently used are dropped (the API recomputes one when asked).
+    # Keep it well under Redis's maxmemory: statuses, the queue and the events
+    # stream need the rest.
+    values_max_bytes: int = 128 * 1024 * 1024
     # After this long without a heartbeat a worker counts as dead and its job
     # is re-queued (see liveness.py).
     liveness_ttl_seconds: int = 10
@@ -53,7 +55,7 @@ class Settings:
 
         settings = cls(
             redis=redis_settings(env, problems),
-            result_ttl_seconds=integer("RESULT_TTL_SECONDS", cls.result_ttl_seconds, 60, 10**9),
+            values_max_bytes=integer("VALUES_MAX_BYTES", cls.values_max_bytes, 1024 * 1024, 2**40),
             liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
             heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,
             stall_seconds=integer("WORKER_STALL_SECONDS", cls.stall_seconds, 2, 86_400),

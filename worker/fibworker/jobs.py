@@ -30,7 +30,11 @@ def compute_fibonacci(index: int) -> None:
     compute_ms = (time.perf_counter() - started) * 1000
     # The result is stored here rather than as the RQ job result: RQ results are
     # pickled per job and expire with the job, and the API must read them by index.
-    results.store_done(job.connection, index, decimal, compute_ms, _settings().result_ttl_seconds)
+    dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
+    if dropped:
+        log.info(
+            "values dropped to stay within VALUES_MAX_BYTES", extra={"indexes": dropped[:20], "count": len(dropped)}
+        )
     log.info("computed", extra={"index": index, "digits": len(decimal), "compute_ms": round(compute_ms, 3)})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -16,21 +18,26 @@ def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
 
-def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, ttl_seconds: int) -> dict[str, Any]:
-    """Store a computed value and announce it, atomically (MULTI/EXEC)."""
+# Stores a value and drops the least recently used ones past the budget (values.lua).
+STORE_VALUE = Path(__file__).with_name("values.lua").read_text()
+
+
+def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> list[int]:
+    """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
     fields = contract.done_fields(decimal, compute_ms)
+    keys = [contract.decimal_key(index), contract.VALUES_BY_USE, contract.VALUES_SIZES, contract.VALUES_BYTES]
+    value_prefix = contract.decimal_key(0)[:-1]
     with connection.pipeline(transaction=True) as pipe:
         # The value goes in first: a reader that sees "done" can always stream it.
-        pipe.set(contract.decimal_key(index), decimal, ex=ttl_seconds)
+        pipe.eval(STORE_VALUE, len(keys), *keys, decimal, index, time.time(), values_max_bytes, value_prefix)
         pipe.delete(contract.status_key(index))
+        # No expiry on the small status: lists need only it, and a status that
+        # could vanish made every read of the list queue its index again.
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
-        # Only done results expire: with maxmemory-policy volatile-lru, Redis
-        # evicts these (recomputable) keys and never the queue or pending marks.
-        pipe.expire(contract.status_key(index), ttl_seconds)
         pipe.zrem(contract.PENDING_SINCE, str(index))
         announce(pipe, index, fields)
-        pipe.execute()
-    return contract.public_status(index, fields)
+        dropped, *_ = pipe.execute()
+    return [int(member) for member in dropped]
 
 
 def store_failed(connection: Redis, index: int, error: str) -> None:

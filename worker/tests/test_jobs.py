@@ -43,9 +43,10 @@ def test_job_stores_value_status_and_event(redis_client: Redis, redis_server: Re
     assert fields["value"] == expected
     ((_, event),) = redis_client.xrange(contract.EVENTS_STREAM)
     assert json.loads(event[b"data"]) == contract.public_status(300, fields)
-    # Done results expire (evictable); the job itself leaves nothing behind.
-    assert 0 < redis_client.ttl(contract.decimal_key(300)) <= jobs._settings().result_ttl_seconds
-    assert redis_client.ttl(contract.status_key(300)) > 0
+    # Nothing expires: the worker keeps values within their budget; the job leaves nothing behind.
+    assert redis_client.ttl(contract.decimal_key(300)) == -1
+    assert redis_client.ttl(contract.status_key(300)) == -1
+    assert int(redis_client.get(contract.VALUES_BYTES)) == len(expected)
     assert not redis_client.exists(f"rq:job:{job_id}")
 
 
