@@ -71,6 +71,38 @@ describe("live results", () => {
     expect(await findItem(/For index 10/)).toHaveTextContent("For index 10 I calculated 55");
   });
 
+  it("keeps a result that arrives while the list is still loading", async () => {
+    // A page opened just before another tab submits: its list request was
+    // answered from the state before the submission, and reaches the page
+    // after the events; that older answer must not hide them.
+    let arrived: () => void = () => {};
+    const requested = new Promise<void>((resolve) => (arrived = resolve));
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    db.recent = [done(7, "13")];
+    server.use(
+      http.get(
+        "*/api/values/recent",
+        async () => {
+          const snapshot = [...db.recent]; // the state when the request arrives, as the API reads it
+          arrived();
+          await answered;
+          return HttpResponse.json(snapshot);
+        },
+        { once: true },
+      ),
+    );
+    renderApp();
+    await requested;
+    act(() => FakeEventSource.latest().open());
+    db.recent = [done(12, "144"), done(7, "13")]; // what any later request sees
+    act(() => FakeEventSource.latest().emit(status(12)));
+    act(() => FakeEventSource.latest().emit(done(12, "144")));
+    answer();
+    await screen.findByText(/For index 7 I calculated/);
+    expect(await findItem(/For index 12/)).toHaveTextContent("For index 12 I calculated 144");
+  });
+
   it("shows a failure from the worker", async () => {
     db.recent = [status(9)];
     renderApp();

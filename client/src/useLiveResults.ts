@@ -30,6 +30,23 @@ export function useLiveResults(onStatus?: (status: Status) => void): { connected
     let delay = 1000;
     let opened = false;
 
+    // An event is newer than any answer to a list request already on its way:
+    // that answer would overwrite it (a page opened a moment before another
+    // tab submits never showed the result). So such a request is cancelled,
+    // the event applied, and the list asked for again.
+    // Events are applied one after another, in the order they came.
+    let applied = Promise.resolve();
+    const apply = async (status: Status) => {
+      const loading = queryClient.isFetching({ queryKey: keys.recent }) > 0;
+      if (loading) await queryClient.cancelQueries({ queryKey: keys.recent });
+      queryClient.setQueryData<Status[]>(keys.recent, (list) => upsertStatus(list, status));
+      if (loading) void queryClient.invalidateQueries({ queryKey: keys.recent });
+    };
+    const applyStatus = (status: Status) => {
+      applied = applied.then(() => apply(status));
+      return applied;
+    };
+
     const connect = () => {
       source = new EventSource(EVENTS_URL);
       source.onopen = () => {
@@ -40,7 +57,7 @@ export function useLiveResults(onStatus?: (status: Status) => void): { connected
       };
       source.addEventListener("status", (event: MessageEvent<string>) => {
         const status = JSON.parse(event.data) as Status;
-        queryClient.setQueryData<Status[]>(keys.recent, (list) => upsertStatus(list, status));
+        void applyStatus(status);
         if (status.status === "pending") void queryClient.invalidateQueries({ queryKey: keys.seen });
         onStatusRef.current?.(status);
       });
