@@ -1,6 +1,6 @@
 """Fixtures shared by every suite: real Postgres and Redis servers.
 
-They start once per test session on free ports (see tests/support/servers.py)
+They start once per test session on free ports (see stack/servers.py)
 and are wiped between tests.
 """
 
