@@ -274,7 +274,15 @@ def test_prod_references_only_the_secret_the_user_creates(variant: tuple[str, li
         for v in c.get("env", [])
         if "secretKeyRef" in v.get("valueFrom", {})
     }
-    assert refs == {"fibstack-postgres-password"}
+    assert refs == {"fibstack-postgres-password", "fibstack-redis-password"}
+    optional = {
+        v["valueFrom"]["secretKeyRef"]["name"]
+        for _, spec in pod_specs(objects)
+        for c in spec["containers"]
+        for v in c.get("env", [])
+        if v.get("valueFrom", {}).get("secretKeyRef", {}).get("optional")
+    }
+    assert optional == {"fibstack-redis-password"}  # only Redis's may be absent
 
 
 def test_ports_and_probes_match_the_code(dev: list[Object]) -> None:

@@ -122,7 +122,12 @@ def container_env(container: Object, objects: list[Object]) -> dict[str, str]:
                 ref["configMapKeyRef"]["key"]
             ]
         elif "secretKeyRef" in ref:
-            env[variable["name"]] = _data(objects, "Secret", ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]]
+            key = ref["secretKeyRef"]
+            try:
+                env[variable["name"]] = _data(objects, "Secret", key["name"])[key["key"]]
+            except KeyError:
+                if not key.get("optional"):
+                    raise  # the kubelet would refuse to start the pod
         else:
             raise ValueError(f"unsupported valueFrom in {variable}")
     return env
