@@ -74,9 +74,13 @@ def status_key(index: int) -> str:
     return f"{PREFIX}:status:{index}"
 
 
+# Keys of the values, to which the index is appended (values.lua builds them too).
+DECIMAL_KEY_PREFIX: Final = f"{PREFIX}:decimal:"
+
+
 def decimal_key(index: int) -> str:
     """String with the full decimal value. Dropped when the values outgrow their budget; recomputed on demand."""
-    return f"{PREFIX}:decimal:{index}"
+    return f"{DECIMAL_KEY_PREFIX}{index}"
 
 
 # The computed values kept in Redis, as a sorted set (index, scored by last

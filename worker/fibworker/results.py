@@ -26,10 +26,13 @@ def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, v
     """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
     fields = contract.done_fields(decimal, compute_ms)
     keys = [contract.decimal_key(index), contract.VALUES_BY_USE, contract.VALUES_SIZES, contract.VALUES_BYTES]
-    value_prefix = contract.decimal_key(0)[:-1]
     with connection.pipeline(transaction=True) as pipe:
         # The value goes in first: a reader that sees "done" can always stream it.
-        pipe.eval(STORE_VALUE, len(keys), *keys, decimal, index, time.time(), values_max_bytes, value_prefix)
+        # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
+        # every execute, a round trip more per job; Redis caches the compiled
+        # script by its hash either way.
+        args = (decimal, index, time.time(), values_max_bytes, contract.DECIMAL_KEY_PREFIX)
+        pipe.eval(STORE_VALUE, len(keys), *keys, *args)
         pipe.delete(contract.status_key(index))
         # No expiry on the small status: lists need only it, and a status that
         # could vanish made every read of the list queue its index again.
