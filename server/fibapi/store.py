@@ -58,8 +58,9 @@ class Store:
             health_check_interval=30,
         )
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis)
-        # For the readiness probe only: one try, short timeouts. The client
-        # above retries (redis-py's default), which would outlast a probe.
+        # For the readiness probe only: one try, half-second timeouts. The
+        # client above may take its 1 s read plus a retry, past the probe's
+        # 0.8 s deadline.
         self._probe_redis = Redis(
             **settings.redis.client_kwargs(),
             socket_connect_timeout=0.5,

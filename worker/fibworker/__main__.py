@@ -39,7 +39,7 @@ class FibWorker(SimpleWorker):
         super().heartbeat(timeout, pipeline)
 
 
-def wait_for_redis(connection: Redis, heartbeat_file: Path) -> None:
+def wait_for_redis(connection: Redis, heartbeat_file: Path, where: str) -> None:
     delay = 0.5
     while True:
         heartbeat.touch(heartbeat_file)  # waiting is not being stuck
@@ -47,7 +47,7 @@ def wait_for_redis(connection: Redis, heartbeat_file: Path) -> None:
             connection.ping()
             return
         except RedisError as exc:
-            log.warning("waiting for Redis", extra={"error": str(exc), "retry_in_s": delay})
+            log.warning("waiting for Redis", extra={"redis": where, "error": str(exc), "retry_in_s": delay})
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -60,7 +60,7 @@ def main() -> int:
         return 2
     logs.configure(settings.log_level)
     connection = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=5)
-    wait_for_redis(connection, Path(settings.heartbeat_file))
+    wait_for_redis(connection, Path(settings.heartbeat_file), settings.redis.describe())
     queue = Queue(contract.QUEUE_NAME, connection=connection)
     worker = FibWorker(
         [queue],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -70,9 +70,7 @@ def redis_settings(env: Mapping[str, str], problems: list[str]) -> RedisSettings
             problems.append("REDIS_TLS_CA_FILE is set but TLS is off: set REDIS_TLS=1 (or use a rediss:// URL)")
         elif not os.path.isfile(ca_file):
             problems.append(f"REDIS_TLS_CA_FILE={ca_file} is not a readable file")
-    return RedisSettings(
-        settings.host, settings.port, settings.db, settings.username, settings.password, settings.tls, ca_file
-    )
+    return replace(settings, ca_file=ca_file)
 
 
 def _from_variables(env: Mapping[str, str], problems: list[str]) -> RedisSettings:
