@@ -30,7 +30,7 @@ from kube import (
     one,
     quantity_bytes,
     render,
-    with_images,
+    render_deploy,
     workloads,
 )
 
@@ -346,8 +346,7 @@ def test_images_are_never_latest(variant: tuple[str, list[Object]], tmp_path: Pa
             assert ":" in image.rsplit("/", 1)[-1], f"{image} has no tag"
             assert not image.endswith(":latest")
     if name != "prod-gateway-keda":
-        overlay = VARIANTS[name](tmp_path)
-        deployed = render(with_images(overlay, tmp_path / "deploy", "registry.example:5000/team", "0123abcd"))
+        deployed = render_deploy(name, "registry.example:5000/team", "0123abcd")
         images = {c["image"] for _, spec in pod_specs(deployed) for c in spec["containers"]}
         ours = {image for image in images if "fibstack-" in image}
         assert ours == {

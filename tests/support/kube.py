@@ -20,15 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 DEV_PASSWORD_FILE = K8S / "overlays" / "dev" / "postgres-password.env"
-IMAGES = ("fibstack-api", "fibstack-worker", "fibstack-client", "fibstack-router")
-# Each image's build context.
-IMAGE_CONTEXTS = {
-    "fibstack-api": "server",
-    "fibstack-worker": "worker",
-    "fibstack-client": "client",
-    "fibstack-router": "nginx",
-}
-
 Object = dict[str, Any]
 
 
@@ -46,23 +37,14 @@ def render(kustomization: Path) -> list[Object]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def with_images(overlay: Path, workdir: Path, registry: str, tag: str) -> Path:
-    """A kustomization in `workdir` that is `overlay` with the images at `registry`/name:`tag`.
-
-    What scripts/deploy-k8s.sh does, so a test can render what it deploys.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    # kustomize takes only relative paths to other kustomizations.
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(overlay.resolve(), workdir.resolve())],
-        "images": [
-            {"name": name, "newTag": tag} | ({"newName": f"{registry}/{name}"} if registry else {}) for name in IMAGES
-        ],
-    }
-    (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    return workdir
+def render_deploy(overlay: str, registry: str, tag: str) -> list[Object]:
+    """What scripts/deploy-k8s.sh would apply for `overlay`, with its images at `registry`, tagged `tag`."""
+    env = os.environ | {"KUBECTL": str(KUBECTL), "REGISTRY": registry, "TAG": tag}
+    script = REPO / "scripts" / "deploy-k8s.sh"
+    result = subprocess.run([str(script), "--dry-run", overlay], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"deploy-k8s.sh --dry-run {overlay} failed:\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def find(objects: list[Object], kind: str, name: str | None = None) -> list[Object]:

@@ -29,17 +29,13 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 from docker_cli import docker, host_port, logs
 from kube import (
-    IMAGE_CONTEXTS,
-    K8S,
     REPO,
     Object,
     component,
@@ -48,12 +44,13 @@ from kube import (
     find,
     quantity_bytes,
     quantity_cpus,
-    render,
-    with_images,
+    render_deploy,
     workloads,
 )
 from through_router import browser_test, compute_through_router
 
+# The images this check builds: REGISTRY/fibstack-<service>:TAG.
+REGISTRY = "fibstack-pods"
 TAG = "k8s-pods-check"
 PREFIX = "fibstack-pods"
 # The kubelet starts every pod at once and Service names resolve before any
@@ -250,9 +247,10 @@ class Pod:
 
 
 def build_images() -> None:
-    for image, context in IMAGE_CONTEXTS.items():
-        say(f"building {image}:{TAG} from {context}/")
-        docker("build", "--quiet", "--tag", f"{image}:{TAG}", str(REPO / context), timeout=1200)
+    """The production images, built by the script that builds them for a deploy."""
+    say(f"building {REGISTRY}/fibstack-*:{TAG} with scripts/push-images.sh (no push)")
+    env = os.environ | {"REGISTRY": REGISTRY, "TAG": TAG, "PUSH": "0", "ALLOW_DIRTY": "1"}
+    subprocess.run([str(REPO / "scripts/push-images.sh")], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -264,8 +262,8 @@ def main() -> int:
     if not options.no_build:
         build_images()
     ensure_dev_password()
-    with tempfile.TemporaryDirectory() as workdir:
-        objects = render(with_images(K8S / "overlays" / "dev", Path(workdir), "", TAG))
+    # What the deploy script would apply, with these images.
+    objects = render_deploy("dev", REGISTRY, TAG)
     network = f"{PREFIX}-{os.getpid()}"
     pods = {component(w): Pod(w, objects, network) for w in workloads(objects)}
     assert set(pods) == set(START_ORDER), f"workloads: {sorted(pods)}"
