@@ -3,7 +3,8 @@
     python tests/support/beanstalk.py [--keep]
 
 1. The images through a registry: a local registry (Debian's docker-registry)
-   on a free loopback port; scripts/push-images.sh builds and pushes the
+   on a free loopback port; scripts/registry-login.sh logs in as CI does,
+   scripts/push-images.sh builds and pushes the
    production images tagged with the commit; the local copies are removed
    and pulled back, so everything below runs what the registry served.
 2. Stand-ins for RDS and ElastiCache: Postgres accepting TLS connections only
@@ -84,6 +85,9 @@ class Registry:
 
 def push_and_pull(registry: Registry, tag: str) -> None:
     env = os.environ | {"REGISTRY": registry.prefix, "TAG": tag, "ALLOW_DIRTY": "1"}
+    # As CI logs in before it pushes (this registry takes any user; the password goes through stdin).
+    login = env | {"REGISTRY_USER": "ci", "REGISTRY_PASSWORD": "not-a-secret"}
+    subprocess.run([str(REPO / "scripts/registry-login.sh")], env=login, check=True, cwd=REPO)
     subprocess.run([str(REPO / "scripts/push-images.sh")], env=env, check=True, cwd=REPO)
     for service in SERVICES:
         image = f"{registry.prefix}/fibstack-{service}:{tag}"
@@ -338,6 +342,7 @@ def main() -> int:
             docker("network", "rm", network, check=False)
             leftovers = docker("ps", "-aq", "--filter", f"name={PREFIX}").stdout.split()
             assert not leftovers, f"containers left behind: {leftovers}"
+            docker("logout", registry.prefix.split("/")[0], check=False)
             registry.stop()
             shutil.rmtree(workdir, ignore_errors=True)
     say("all checks passed")
