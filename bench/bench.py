@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
 
 import gmpy2  # noqa: E402
+import http_paths  # noqa: E402
 import requests  # noqa: E402
 from fibworker import contract  # noqa: E402
 from fibworker.fib import fibonacci, to_decimal  # noqa: E402
@@ -215,14 +216,40 @@ def bench_streams(env: dict[str, str], work: Path, stream_count: int = 500) -> N
     print()
 
 
+def bench_http(env: dict[str, str], work: Path) -> None:
+    Redis(port=int(env["REDIS_PORT"])).flushall()
+    print("## Memory of the API (master + 2 workers) and the worker, MiB\n")
+    print("| when | API RSS | API PSS | worker RSS | worker PSS |")
+    print("|:---|---:|---:|---:|---:|")
+    with http_paths.running_stack(env, work) as stack:
+        http_paths.print_memory(stack, "idle")
+        print()
+        http_paths.bench_gets(stack, work)
+        http_paths.bench_posts(stack)
+        print("| when | API RSS | API PSS | worker RSS | worker PSS |")
+        print("|:---|---:|---:|---:|---:|")
+        http_paths.print_memory(stack, "after the HTTP runs")
+    print()
+
+
+SECTIONS = ("compute", "worker", "e2e", "streams", "http")
+
+
 def main() -> None:
+    chosen = sys.argv[1:] or list(SECTIONS)
     print(f"# fibstack benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs)\n")
-    bench_compute()
+    if "compute" in chosen:
+        bench_compute()
     work = Path(tempfile.mkdtemp(prefix="fibstack-bench-"))
     with services() as env:
-        bench_throughput(env)
-        bench_end_to_end(env, work)
-        bench_streams(env, work)
+        if "http" in chosen:
+            bench_http(env, work)
+        if "worker" in chosen:
+            bench_throughput(env)
+        if "e2e" in chosen:
+            bench_end_to_end(env, work)
+        if "streams" in chosen:
+            bench_streams(env, work)
     shutil.rmtree(work, ignore_errors=True)
 
 

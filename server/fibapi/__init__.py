@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.routing import IntegerConverter
 
-    from . import db, errors, events, health, openapi, store, values
+    from . import db, errors, events, health, listcache, openapi, store, values
 
     class AsciiIntegerConverter(IntegerConverter):
         """<int:...> as ASCII digits only. Werkzeug's accepts any Unicode digit,
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["fibstack.settings"] = settings
     errors.register(app)
     db.init_app(app, settings).open()
-    store.init_app(app, settings)
+    app.wsgi_app = listcache.ListCache(app.wsgi_app, store.init_app(app, settings))  # type: ignore[method-assign]
     events.init_app(app, settings)
     for blueprint in (values.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

@@ -52,7 +52,7 @@ def new_job_id(index: int) -> str:
     already written its result, so the next attempt at the same index, if it
     reused the id, could have its own hash deleted and stay pending for ever.
     That an index is queued only once is the status hash's job (the API checks
-    and queues in one transaction), not the id's.
+    and queues in one atomic step), not the id's.
     """
     return f"fib-{index}-{secrets.token_hex(6)}"
 
@@ -96,6 +96,19 @@ VALUES_BYTES: Final = f"{PREFIX}:values-bytes"
 def recompute_key(index: int) -> str:
     """Present while a dropped value's recomputation is queued (single flight, with a cooldown)."""
     return f"{PREFIX}:recompute:{index}"
+
+
+# A fresh random token each time what the lists show changes: the API sets it
+# when it queues an index and after a submission is committed, the worker in
+# the same transaction as a result. Each API process answers the lists from
+# memory while the token is unchanged (fibapi/listcache.py). Random, not a
+# counter: a counter would start again at 1 after Redis lost its data, and
+# could match a list remembered from before.
+LISTS_VERSION: Final = f"{PREFIX}:lists-version"
+
+
+def new_lists_version() -> str:
+    return secrets.token_hex(8)
 
 
 def worker_alive_key(worker_name: str) -> str:

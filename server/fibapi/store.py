@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
@@ -38,6 +39,10 @@ RECOMPUTE_COOLDOWN_SECONDS = 30
 LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
 
+# Queues an index unless it is pending or done, as one atomic step (see request_computation).
+QUEUE_INDEX = Path(__file__).with_name("queue_index.lua").read_text()
+
+
 class ValueVanished(Exception):
     """The decimal value was dropped while it was being streamed."""
 
@@ -58,10 +63,12 @@ class Store:
             health_check_interval=30,
         )
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis)
-        # For the readiness probe only: one try, half-second timeouts. The
-        # client above may take its 1 s read plus a retry, past the probe's
-        # 0.8 s deadline.
-        self._probe_redis = Redis(
+        self._queue_index = self.redis.register_script(QUEUE_INDEX)
+        # For the readiness probe and the lists' version: one try, half-second
+        # timeouts. The client above may take its 1 s read plus a retry, past
+        # the probe's 0.8 s deadline; and /all, which needs only Postgres,
+        # should not wait that long on a Redis that hangs.
+        self._quick_redis = Redis(
             **settings.redis.client_kwargs(),
             socket_connect_timeout=0.5,
             socket_timeout=0.5,
@@ -70,31 +77,55 @@ class Store:
 
     def ping(self) -> None:
         """Raise unless Redis answers within half a second."""
-        self._probe_redis.ping()
+        self._quick_redis.ping()
+
+    def lists_version(self) -> bytes:
+        """The token of what the lists show now (contract.LISTS_VERSION); sets one if Redis has none."""
+        version: Any = self._quick_redis.get(contract.LISTS_VERSION)
+        if version is None:  # Redis lost its data, or is new
+            fresh = contract.new_lists_version()
+            version = self._quick_redis.set(contract.LISTS_VERSION, fresh, nx=True, get=True) or fresh.encode()
+        return bytes(version)
 
     def request_computation(self, index: int) -> bool:
-        """Queue F(index) unless it is computed or queued already; True if queued now.
+        """Queue F(index) unless it is pending or computed already; True if queued now.
 
-        Check and enqueue happen in one optimistic transaction (WATCH/MULTI), so
-        two API replicas receiving the same index at once queue it only once,
-        and a crash can never leave an index marked pending without a job.
+        Check and enqueue are one Lua script (queue_index.lua), so two API
+        replicas receiving the same index at once queue it only once, and a
+        crash can never leave an index marked pending without a job. The
+        commands it runs are RQ's own enqueue (and our pending mark), recorded
+        by a pipeline that is never sent: one round trip where a WATCH/MULTI
+        transaction took three or four, and the job is still exactly as RQ
+        writes it. A "done" index whose value was dropped stays done: its
+        status still answers every list, and /decimal recomputes the value.
         """
-        status_key, decimal_key = contract.status_key(index), contract.decimal_key(index)
-        with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(status_key, decimal_key)  # type: ignore[no-untyped-call]
-                    status = pipe.hget(status_key, "status")
-                    if status == contract.PENDING.encode():
-                        return False
-                    if status == contract.DONE.encode() and pipe.exists(decimal_key):
-                        return False
-                    pipe.multi()
-                    self._queue_in(pipe, index)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue  # someone else changed this index meanwhile: look again
+        recorder = self.redis.pipeline(transaction=True)
+        recorder.multi()  # as RQ expects of a caller's pipeline; nothing is sent
+        self._queue_in(recorder, index)
+        commands: list[Any] = [len(recorder.command_stack)]
+        for args, _options in recorder.command_stack:
+            commands += [len(args), *args]
+        recorder.reset()
+        return bool(self._queue_index(keys=[contract.status_key(index)], args=commands))
+
+    def submitted(self, index: int) -> dict[str, Any]:
+        """After a submission is committed: tell every API process its lists changed; the index's status.
+
+        Only after the commit: a process that rebuilt a list before it would
+        otherwise keep showing the list without the submission.
+        """
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
+                pipe.hgetall(contract.status_key(index))
+                _, raw = pipe.execute()
+        except RedisError as exc:
+            # Recorded and queued already: still a 202 (a 503 would make the
+            # client submit again). Lists elsewhere catch up within
+            # listcache.MAX_AGE_SECONDS.
+            log.warning("submission recorded, but Redis failed after", extra={"index": index, "error": str(exc)})
+            raw = {}
+        return _public(index, raw) or contract.public_status(index, {})
 
     def _queue_in(self, pipe: Pipeline, index: int) -> None:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
@@ -124,6 +155,7 @@ class Store:
         pipe.zadd(contract.PENDING_SINCE, {str(index): time.time()})
         entry = _redis_mapping(contract.event_entry(index, fields))
         pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+        pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
     def status(self, index: int) -> dict[str, Any] | None:
         """The public status object, or None if Redis knows nothing of index."""
@@ -134,11 +166,7 @@ class Store:
             for index in indexes:
                 pipe.hgetall(contract.status_key(index))
             replies = pipe.execute()
-        found: dict[int, dict[str, Any] | None] = {}
-        for index, raw in zip(indexes, replies, strict=True):
-            fields = {key.decode(): value.decode() for key, value in raw.items()}
-            found[index] = contract.public_status(index, fields) if fields else None
-        return found
+        return {index: _public(index, raw) for index, raw in zip(indexes, replies, strict=True)}
 
     def decimal_length(self, index: int) -> int:
         length: int = self.redis.strlen(contract.decimal_key(index))
@@ -216,6 +244,13 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _public(index: int, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """The public status from a status hash as Redis returns it; None if there is none."""
+    if not raw:
+        return None
+    return contract.public_status(index, {key.decode(): value.decode() for key, value in raw.items()})
 
 
 def _redis_mapping(fields: dict[str, str]) -> dict[Any, Any]:

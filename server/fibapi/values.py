@@ -35,13 +35,15 @@ def _request_body() -> bytes:
 def submit() -> tuple[dict[str, Any], int]:
     index = parse_submission(_request_body(), request.content_type, current_app.config["MAX_INDEX"])
     store = get_store()
-    # Record and queue together: if Redis fails, the transaction rolls back and
-    # the client gets a 503 with nothing recorded, never half a submission.
+    # A working Postgres connection first, then queue, then record: if Redis
+    # fails, nothing is recorded (503); if Postgres fails after all, the index
+    # is computed but not listed, which is harmless. Never the other way
+    # round: a recorded index that was never queued would show "Nothing yet!"
+    # for ever. A 202 means both were done.
     with get_db().connection() as conn:
-        get_db().record_submission(conn, index)
         store.request_computation(index)
-    status = store.status(index) or contract.public_status(index, {})
-    return {"working": True, **status}, 202
+        get_db().record_submission(conn, index)
+    return {"working": True, **store.submitted(index)}, 202
 
 
 @bp.get("/all")

@@ -72,15 +72,16 @@ def test_an_index_resubmitted_as_its_last_job_is_cleaned_up_still_finishes(
     # The worker runs the job: the value and "done" are written first...
     redis_client.lpop(f"rq:queue:{contract.QUEUE_NAME}")
     results.store_done(redis_client, 7, "13", 0.01, 3600)
-    # ...then, before RQ deletes the finished job's hash, the value is evicted
-    # and someone asks again: a new job is queued.
+    # ...then, before RQ deletes the finished job's hash, the value is dropped
+    # and someone downloads it: a new job is queued.
     redis_client.delete(contract.decimal_key(7))
-    assert store.request_computation(7)
+    assert store.recompute(7)
     # Now RQ's clean-up of the first job runs. With one id per index it
-    # deleted the new job's hash, and the index stayed pending for ever.
+    # deleted the new job's hash, and the value never came back.
     redis_client.delete(Job.key_for(first_job))
     drain(redis_server.port)
     assert client.get("/api/values/7").get_json()["status"] == "done"
+    assert redis_client.get(contract.decimal_key(7)) == b"13"
     assert redis_client.zcard(contract.PENDING_SINCE) == 0
 
 

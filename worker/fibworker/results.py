@@ -13,9 +13,10 @@ from . import contract
 
 
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
-    """Queue an event carrying the same object as GET /api/values/{n}."""
+    """Queue an event carrying the same object as GET /api/values/{n}, and tell the API's lists they changed."""
     entry = _redis_mapping(contract.event_entry(index, fields))
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+    pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
 
 # Stores a value and drops the least recently used ones past the budget (values.lua).

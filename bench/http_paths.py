@@ -1,0 +1,179 @@
+"""`make bench` section: the HTTP paths under load, production settings.
+
+The API runs as in production (gunicorn, 2 gevent workers, no reload) behind
+the router (nginx, the image's configuration), with one worker process.
+Baseline from the same run: the same nginx answering a fixed JSON body of the
+same size itself, which is as fast as any app behind this router can be.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import requests
+from fibworker import contract
+from load import POST_SCRIPT, children, cpu_seconds, memory_mib, wrk
+from processes import API, start_worker, wait_until
+from redis import Redis
+
+from stack import router
+from stack.servers import free_port, wait_for_port
+
+GET_PATHS = ("/api/values/current", "/api/values/all", "/api/values/recent")
+CONNECTIONS = (10, 50, 200)
+SECONDS = 5
+SEEDED = range(1, 21)  # the 20 indexes the lists show during the GET runs
+POST_FIRST, POST_SPAN = 100, 2000  # the POST runs cycle through these indexes
+
+
+@dataclass
+class Stack:
+    router_url: str
+    api: API
+    worker: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def api_pids(self) -> list[int]:
+        return children(self.api.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        return [self.worker.pid]
+
+
+@contextmanager
+def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    api = API(env | (api_env or {}), work / "api-http.log", workers=2)
+    worker = start_worker(env, work / "worker-http.log")
+    port = free_port()
+    # The client upstream is never asked: only /api paths are measured.
+    conf = router.write_router(
+        work / "router-http", port, api=f"127.0.0.1:{api.port}", client="127.0.0.1:9", mode="production"
+    )
+    nginx = subprocess.Popen(router.nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield Stack(f"http://127.0.0.1:{port}", api, worker, env)
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        worker.terminate()
+        worker.wait(timeout=30)
+        api.stop()
+
+
+@contextmanager
+def static_nginx(work: Path, body: bytes) -> Iterator[str]:
+    """nginx answering `body` itself at every path: the router's own ceiling (the baseline)."""
+    conf_dir = work / "static-nginx"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "body.json").write_bytes(body)
+    port = free_port()
+    main = (Path(router.ROUTER_MAIN_CONF).read_text()
+            .replace("/tmp/", f"{conf_dir}/")  # noqa: S108
+            .replace("access_log /dev/stdout;", "access_log /dev/null;")
+            .replace("include /etc/nginx/conf.d/*.conf;",
+                     f"server {{ listen 127.0.0.1:{port}; root {conf_dir}; "
+                     "location / { default_type application/json; try_files /body.json =404; } }"))  # fmt: skip
+    (conf_dir / "nginx.conf").write_text(main)
+    nginx = subprocess.Popen(router.nginx_command(conf_dir / "nginx.conf"), stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+
+
+def seed(stack: Stack) -> None:
+    for index in SEEDED:
+        requests.post(f"{stack.api.url}/api/values", json={"index": index}, timeout=5).raise_for_status()
+    wait_until(
+        lambda: all(s["status"] == "done" for s in requests.get(f"{stack.api.url}/api/values/recent", timeout=5).json())
+    )
+
+
+def answers_are_current(stack: Stack, index: int) -> bool:
+    """A submission, then at once every list through the router: does each show it, from either API process?"""
+    requests.post(f"{stack.api.url}/api/values", json={"index": index}, timeout=5).raise_for_status()
+    for _ in range(4):
+        if str(index) not in requests.get(f"{stack.router_url}/api/values/current", timeout=5).json():
+            return False
+        if {"number": index} not in requests.get(f"{stack.router_url}/api/values/all", timeout=5).json():
+            return False
+    done = wait_until(lambda: requests.get(f"{stack.api.url}/api/values/{index}", timeout=5).json()["status"] == "done")
+    return bool(done) and all(
+        requests.get(f"{stack.router_url}/api/values/current", timeout=5).json()[str(index)] != contract.NOTHING_YET
+        for _ in range(4)
+    )
+
+
+def bench_gets(stack: Stack, work: Path) -> None:
+    print(f"## GET paths through the router ({SECONDS} s each, wrk -t2; 2 API processes)\n")
+    print("| path | conns | req/s | p50 (ms) | p99 (ms) | API CPU/req (ms) | errors | nginx static req/s | ÷ static |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    seed(stack)
+    for path in GET_PATHS:
+        body = requests.get(f"{stack.router_url}{path}", timeout=5).content
+        with static_nginx(work, body) as static_url:
+            for conns in CONNECTIONS:
+                baseline = wrk(static_url, conns, SECONDS)
+                pids = stack.api_pids()
+                cpu_before = cpu_seconds(pids)
+                result = wrk(f"{stack.router_url}{path}", conns, SECONDS)
+                cpu_ms = (cpu_seconds(pids) - cpu_before) * 1000 / max(result.requests, 1)
+                print(
+                    f"| {path} | {conns} | {result.per_second:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} "
+                    f"| {cpu_ms:.3f} | {result.not_2xx + result.socket_errors} | {baseline.per_second:,.0f} "
+                    f"| {result.per_second / baseline.per_second:.2f} |"
+                )
+    print(f"\nEvery answer current (an index submitted, then each list at once, 4 times): "
+          f"{'yes' if answers_are_current(stack, 77_777) else 'NO'}\n")  # fmt: skip
+    print("Goals: >= 5,000 req/s at 10-200 connections, p99 < 10 ms at 50, CPU <= 0.25 ms per request.\n")
+
+
+def bench_posts(stack: Stack) -> None:
+    print(f"## POST /api/values straight to the API ({SECONDS} s each, indexes cycling over {POST_SPAN:,})\n")
+    print("| conns | accepted/s | p50 (ms) | p99 (ms) | API CPU/POST (ms) | refused or failed | rows = 202s |")
+    print("|---:|---:|---:|---:|---:|---:|:---|")
+    dsn = " ".join(f"{key}={stack.env[name]}" for key, name in
+                   (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("password", "PGPASSWORD"),
+                    ("dbname", "PGDATABASE")))  # fmt: skip
+    script = POST_SCRIPT.format(first=POST_FIRST, span=POST_SPAN)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for conns in (10, 50):
+            rows_before = conn.execute("SELECT count(*) FROM submissions").fetchone()[0]  # type: ignore[index]
+            pids = stack.api_pids()
+            cpu_before = cpu_seconds(pids)
+            result = wrk(f"{stack.api.url}/api/values", conns, SECONDS, script=script)
+            accepted = result.requests - result.not_2xx
+            cpu_ms = (cpu_seconds(pids) - cpu_before) * 1000 / max(result.requests, 1)
+            rows = conn.execute("SELECT count(*) FROM submissions").fetchone()[0] - rows_before  # type: ignore[index]
+            # wrk counts a request cut off by its end of run as neither: a few more rows than 202s is fine.
+            print(
+                f"| {conns} | {accepted / result.seconds:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} "
+                f"| {cpu_ms:.3f} | {result.not_2xx + result.socket_errors} | {rows:,} rows, {accepted:,} 202s |"
+            )
+        submitted = [
+            number
+            for (number,) in conn.execute(
+                "SELECT number FROM indexes WHERE number >= %s AND number < %s", (POST_FIRST, POST_FIRST + POST_SPAN)
+            )
+        ]
+    redis = Redis(port=int(stack.env["REDIS_PORT"]))
+    started = time.monotonic()
+    keys = [contract.status_key(index) for index in submitted]
+    wait_until(lambda: all(s == b"done" for s in (redis.hget(k, "status") for k in keys)), timeout=300, interval=0.2)
+    print(f"\nEvery submitted index computed {time.monotonic() - started:.1f} s after the last POST; nothing lost.\n")
+    print("Goals: >= 2,000 accepted/s at 50 connections, CPU <= 0.5 ms per POST.\n")
+
+
+def print_memory(stack: Stack, when: str) -> None:
+    api_rss, api_pss = memory_mib([stack.api.process.pid, *stack.api_pids()])
+    worker_rss, worker_pss = memory_mib(stack.worker_pids())
+    print(f"| {when} | {api_rss:.1f} | {api_pss:.1f} | {worker_rss:.1f} | {worker_pss:.1f} |")
