@@ -23,6 +23,10 @@ PREFIX: Final = "fib:v1"
 QUEUE_NAME: Final = "fib"
 JOB_FUNCTION: Final = "fibworker.jobs.compute_fibonacci"
 JOB_FAILURE_CALLBACK: Final = "fibworker.jobs.record_failure"
+# One job for many indexes, each marked pending with that job's id: how the
+# API re-queues every recorded index after Redis lost its data (reconcile.py),
+# so that recovery is a few hundred jobs, not one per index.
+BATCH_JOB_FUNCTION: Final = "fibworker.jobs.compute_batch"
 
 # Values with more digits than this are never sent whole in JSON or events;
 # clients get head/tail/digits and download the rest from /decimal.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
 
 import psycopg
 import psycopg_pool
@@ -28,6 +29,25 @@ log = logging.getLogger(__name__)
 LOCK_KEY = f"{contract.PREFIX}:reconcile-lock"
 LOCK_SECONDS = 300
 
+# Recovery queues recorded indexes as batch jobs (contract.BATCH_JOB_FUNCTION)
+# of at most this many, whose indexes add up to at most BATCH_MAX_WORK: about
+# the work of one F(10^7), so a batch fits the timeout of a single job.
+BATCH_MAX_INDEXES = 1000
+BATCH_MAX_WORK = 10_000_000
+
+
+def batches(indexes: Iterable[int]) -> Iterator[list[int]]:
+    batch: list[int] = []
+    work = 0
+    for index in indexes:
+        if batch and (len(batch) >= BATCH_MAX_INDEXES or work + index > BATCH_MAX_WORK):
+            yield batch
+            batch, work = [], 0
+        batch.append(index)
+        work += index
+    if batch:
+        yield batch
+
 
 def reconcile(db: Database, store: Store) -> int | None:
     """Re-queue recorded indexes if Redis lost them; the number queued, or None if not needed."""
@@ -37,12 +57,15 @@ def reconcile(db: Database, store: Store) -> int | None:
     if not store.redis.set(LOCK_KEY, "1", nx=True, ex=LOCK_SECONDS):
         return None
     try:
-        queued = 0
+        queued = jobs = 0
+        started = time.monotonic()
         with db.connection() as conn:
-            for index in Database.all_indexes(conn):
-                queued += store.request_computation(index)
+            for batch in batches(Database.all_indexes(conn)):
+                count = store.queue_batch(batch)
+                queued += count
+                jobs += count > 0
         store.redis.set(contract.RECONCILED_MARKER, str(time.time()))
-        log.info("reconciled", extra={"queued": queued})
+        log.info("reconciled", extra={"queued": queued, "jobs": jobs, "seconds": round(time.monotonic() - started, 2)})
         return queued
     finally:
         store.redis.delete(LOCK_KEY)

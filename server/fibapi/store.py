@@ -131,16 +131,48 @@ class Store:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
         job_id = contract.new_job_id(index)
         self._mark_pending(pipe, index, job_id)
-        self._enqueue(index, job_id, pipe)
+        self._enqueue(contract.JOB_FUNCTION, index, job_id, pipe)
 
-    def _enqueue(self, index: int, job_id: str, pipe: Pipeline | None = None) -> None:
+    def queue_batch(self, indexes: list[int]) -> int:
+        """Queue those of `indexes` neither pending nor done as one job; how many (recovery, reconcile.py).
+
+        Each is marked pending with the batch job's id, and the worker
+        computes those still pending for it. WATCH makes it safe against a
+        submission of one of them meanwhile: then the batch is looked at again.
+        """
+        keys = [contract.status_key(index) for index in indexes]
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                    with self.redis.pipeline(transaction=False) as read:
+                        for key in keys:
+                            read.hget(key, "status")
+                        statuses = read.execute()
+                    settled = {contract.PENDING.encode(), contract.DONE.encode()}
+                    wanted = [index for index, status in zip(indexes, statuses, strict=True) if status not in settled]
+                    if not wanted:
+                        return 0
+                    job_id = contract.new_job_id(wanted[0])
+                    pipe.multi()
+                    for index in wanted:
+                        self._mark_pending(pipe, index, job_id)
+                    self._enqueue(contract.BATCH_JOB_FUNCTION, wanted, job_id, pipe)
+                    pipe.execute()
+                    return len(wanted)
+                except WatchError:
+                    continue
+
+    def _enqueue(self, function: str, argument: int | list[int], job_id: str, pipe: Pipeline | None = None) -> None:
         self.queue.enqueue_call(
-            contract.JOB_FUNCTION,
-            args=(index,),
+            function,
+            args=(argument,),
             job_id=job_id,
             timeout=self.settings.job_timeout_seconds,
-            # Results live in our own keys; RQ's copy would only waste memory.
-            result_ttl=0,
+            # Results live in our own keys, so RQ's may go at once. Not 0: RQ
+            # then deletes the job from every registry, a dozen commands more
+            # per job (bench: 172 -> 254 jobs/s with 1 s).
+            result_ttl=1,
             failure_ttl=7 * 24 * 3600,
             on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
             pipeline=pipe,
@@ -195,7 +227,7 @@ class Store:
         """
         if not self.redis.set(contract.recompute_key(index), "1", nx=True, ex=RECOMPUTE_COOLDOWN_SECONDS):
             return False
-        self._enqueue(index, contract.new_job_id(index))
+        self._enqueue(contract.JOB_FUNCTION, index, contract.new_job_id(index))
         log.info("value dropped earlier; computing it again", extra={"index": index})
         return True
 

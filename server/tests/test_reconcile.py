@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gmpy2
+import psycopg
 import pytest
 from fibapi import contract
 from fibapi.reconcile import reconcile
@@ -104,3 +106,28 @@ def test_the_sweeper_requeues_an_index_whose_job_is_gone_and_nothing_else(
     assert [client.get(f"/api/values/{i}").get_json()["status"] for i in (8, 9)] == ["done", "done"]
     assert sweep_stuck(store, older_than_seconds=0) == []
     assert redis_client.zcard(contract.PENDING_SINCE) == 0
+
+
+def test_recovery_queues_batches_not_one_job_per_index(
+    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer, pg_conn: psycopg.Connection
+) -> None:
+    client.post("/api/values", json={"index": 0})  # creates the tables
+    pg_conn.execute("INSERT INTO indexes (number) SELECT generate_series(1, 2499)")
+    redis_client.flushall()
+    client.post("/api/values", json={"index": 2000})  # queued on its own before the recovery
+
+    assert run_reconcile(app) == 2499
+    assert redis_client.llen(f"rq:queue:{contract.QUEUE_NAME}") == 1 + 3  # 1,000 per batch at most
+    drain(redis_server.port)
+    statuses = [redis_client.hget(contract.status_key(index), "status") for index in range(2500)]
+    assert statuses == [b"done"] * 2500
+    assert redis_client.get(contract.decimal_key(2499)) == gmpy2.fib(2499).digits().encode()
+    assert redis_client.zcard(contract.PENDING_SINCE) == 0
+
+
+def test_a_batch_is_bounded_by_its_work_too() -> None:
+    from fibapi.reconcile import BATCH_MAX_WORK, batches
+
+    big = BATCH_MAX_WORK // 2 + 1
+    assert list(batches([1, 2, big, big, 3])) == [[1, 2, big], [big, 3]]
+    assert [len(batch) for batch in batches(range(2500))] == [1000, 1000, 500]

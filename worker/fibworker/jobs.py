@@ -38,9 +38,38 @@ def compute_fibonacci(index: int) -> None:
     log.info("computed", extra={"index": index, "digits": len(decimal), "compute_ms": round(compute_ms, 3)})
 
 
+# A batch stores its results this many at a time (one round trip each time),
+# or sooner once they add up to BATCH_STORE_BYTES of digits.
+BATCH_STORE_COUNT = 200
+BATCH_STORE_BYTES = 8 * 1024 * 1024
+
+
+def compute_batch(indexes: list[int]) -> None:
+    """Compute each of `indexes` still pending for this job (recovery: the API's reconcile queues these)."""
+    job = get_current_job()
+    assert job is not None, "compute_batch runs inside an RQ worker"
+    mine = results.pending_for(job.connection, indexes, job.id)
+    computed: list[tuple[int, str, float]] = []
+    size = 0
+    for index in mine:
+        started = time.perf_counter()
+        decimal = fib.to_decimal(fib.fibonacci(index))
+        computed.append((index, decimal, (time.perf_counter() - started) * 1000))
+        size += len(decimal)
+        if len(computed) >= BATCH_STORE_COUNT or size >= BATCH_STORE_BYTES:
+            results.store_many_done(job.connection, computed, _settings().values_max_bytes)
+            computed, size = [], 0
+    if computed:
+        results.store_many_done(job.connection, computed, _settings().values_max_bytes)
+    log.info("computed a batch", extra={"indexes": len(indexes), "computed": len(mine), "first": indexes[:1]})
+
+
 def record_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
     """RQ failure callback: make the failure visible to users instead of pending forever."""
-    (index,) = job.args
+    (arg,) = job.args
+    # A batch: those of its indexes not computed yet failed with it.
+    indexes = results.pending_for(connection, arg, job.id) if isinstance(arg, list) else [arg]
     error = f"{exc_type.__name__}: {exc_value}".strip().rstrip(":")
-    results.store_failed(connection, index, error)
-    log.error("job failed", extra={"index": index, "error": error})
+    for index in indexes:
+        results.store_failed(connection, index, error)
+    log.error("job failed", extra={"indexes": indexes[:20], "count": len(indexes), "error": error})

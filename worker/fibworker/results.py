@@ -25,23 +25,47 @@ STORE_VALUE = Path(__file__).with_name("values.lua").read_text()
 
 def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> list[int]:
     """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
+    return store_many_done(connection, [(index, decimal, compute_ms)], values_max_bytes)
+
+
+def store_many_done(connection: Redis, computed: list[tuple[int, str, float]], values_max_bytes: int) -> list[int]:
+    """store_done for (index, decimal, compute_ms) each, in one transaction: one round trip for them all."""
+    dropped: list[int] = []
+    with connection.pipeline(transaction=True) as pipe:
+        for index, decimal, compute_ms in computed:
+            _store_done_in(pipe, index, decimal, compute_ms, values_max_bytes)
+        replies = pipe.execute()
+    per_value = len(replies) // max(len(computed), 1)
+    for members in replies[::per_value]:
+        dropped += [int(member) for member in members]
+    return dropped
+
+
+def _store_done_in(pipe: Pipeline, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> None:
     fields = contract.done_fields(decimal, compute_ms)
     keys = [contract.decimal_key(index), contract.VALUES_BY_USE, contract.VALUES_SIZES, contract.VALUES_BYTES]
-    with connection.pipeline(transaction=True) as pipe:
-        # The value goes in first: a reader that sees "done" can always stream it.
-        # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
-        # every execute, a round trip more per job; Redis caches the compiled
-        # script by its hash either way.
-        args = (decimal, index, time.time(), values_max_bytes, contract.DECIMAL_KEY_PREFIX)
-        pipe.eval(STORE_VALUE, len(keys), *keys, *args)
-        pipe.delete(contract.status_key(index))
-        # No expiry on the small status: lists need only it, and a status that
-        # could vanish made every read of the list queue its index again.
-        pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
-        pipe.zrem(contract.PENDING_SINCE, str(index))
-        announce(pipe, index, fields)
-        dropped, *_ = pipe.execute()
-    return [int(member) for member in dropped]
+    # The value goes in first: a reader that sees "done" can always stream it.
+    # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
+    # every execute, a round trip more per job; Redis caches the compiled
+    # script by its hash either way.
+    args = (decimal, index, time.time(), values_max_bytes, contract.DECIMAL_KEY_PREFIX)
+    pipe.eval(STORE_VALUE, len(keys), *keys, *args)
+    pipe.delete(contract.status_key(index))
+    # No expiry on the small status: lists need only it, and a status that
+    # could vanish made every read of the list queue its index again.
+    pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
+    pipe.zrem(contract.PENDING_SINCE, str(index))
+    announce(pipe, index, fields)
+
+
+def pending_for(connection: Redis, indexes: list[int], job_id: str) -> list[int]:
+    """Those of `indexes` still pending for the job `job_id` (a batch skips any another job took over)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for index in indexes:
+            pipe.hmget(contract.status_key(index), "status", "job")
+        replies = pipe.execute()
+    wanted = [contract.PENDING.encode(), job_id.encode()]
+    return [index for index, reply in zip(indexes, replies, strict=True) if reply == wanted]
 
 
 def store_failed(connection: Redis, index: int, error: str) -> None:

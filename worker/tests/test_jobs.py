@@ -75,3 +75,39 @@ def test_failure_is_recorded_and_announced(
     assert fields["error"] == "MemoryError: out of memory"
     event = json.loads(redis_client.xrange(contract.EVENTS_STREAM)[-1][1][b"data"])
     assert (event["status"], event["error"]) == ("failed", "MemoryError: out of memory")
+
+
+def enqueue_batch(redis_client: Redis, indexes: list[int]) -> str:
+    """What the API's recovery does (fibapi.store.Store.queue_batch): pending for one job, then the job."""
+    job_id = contract.new_job_id(indexes[0])
+    for index in indexes:
+        redis_client.hset(contract.status_key(index), mapping=contract.pending_fields(job_id))
+    Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
+        contract.BATCH_JOB_FUNCTION,
+        args=(indexes,),
+        job_id=job_id,
+        result_ttl=0,
+        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+    )
+    return job_id
+
+
+def test_batch_computes_what_is_still_its_own(redis_client: Redis, redis_server: RedisServer) -> None:
+    enqueue_batch(redis_client, [10, 11, 12])
+    # 11 was taken over by a job of its own meanwhile: the batch leaves it alone.
+    redis_client.hset(contract.status_key(11), "job", "fib-11-another")
+    drain(redis_server.port)
+    assert status(redis_client, 10)["value"] == "55"
+    assert status(redis_client, 12)["value"] == "144"
+    assert status(redis_client, 11)["status"] == "pending"
+    assert redis_client.xlen(contract.EVENTS_STREAM) == 2
+
+
+def test_a_failed_batch_fails_its_unfinished_indexes(
+    redis_client: Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enqueue_batch(redis_client, [20, 21])
+    monkeypatch.setattr(jobs.fib, "fibonacci", lambda n: 1 // 0)
+    drain(redis_server.port)
+    assert [status(redis_client, index)["status"] for index in (20, 21)] == ["failed", "failed"]
+    assert "ZeroDivisionError" in status(redis_client, 21)["error"]
