@@ -30,6 +30,7 @@ sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "worker"), str(REPO 
 import gmpy2  # noqa: E402
 import http_paths  # noqa: E402
 import requests  # noqa: E402
+import worker_jobs  # noqa: E402
 from fibworker import contract  # noqa: E402
 from fibworker.fib import fibonacci, to_decimal  # noqa: E402
 from processes import API, start_worker  # noqa: E402
@@ -232,7 +233,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print()
 
 
-SECTIONS = ("compute", "worker", "e2e", "streams", "http")
+SECTIONS = ("compute", "http", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -246,6 +247,10 @@ def main() -> None:
             bench_http(env, work)
         if "worker" in chosen:
             bench_throughput(env)
+            worker_jobs.bench_small_jobs(env)
+            worker_jobs.bench_large_jobs(env)
+        if "recovery" in chosen:
+            worker_jobs.bench_recovery(env, work)
         if "e2e" in chosen:
             bench_end_to_end(env, work)
         if "streams" in chosen:

@@ -1,4 +1,4 @@
-"""Run the worker: `python -m fibworker`.
+"""Run the worker: `python -m fibworker` (`--burst`: exit once the queue is empty).
 
 Uses RQ's SimpleWorker (no fork per job): jobs here are short and CPU-bound, so
 forking a work horse for each costs more than the work itself; `make bench`
@@ -8,6 +8,7 @@ of by process isolation.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -52,7 +53,10 @@ def wait_for_redis(connection: Redis, heartbeat_file: Path, where: str) -> None:
             delay = min(delay * 2, 5.0)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fibworker", description="The fibstack worker (RQ).")
+    parser.add_argument("--burst", action="store_true", help="exit once the queue is empty (benchmarks, one-off runs)")
+    burst = parser.parse_args(argv).burst
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -73,7 +77,7 @@ def main() -> int:
     try:
         requeue_orphans(queue)
         # SIGTERM/SIGINT: RQ finishes the current job, then returns (warm shutdown).
-        worker.work(with_scheduler=False, logging_level=settings.log_level)
+        worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
         liveness.stop()
     return 0

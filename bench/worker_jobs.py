@@ -1,0 +1,159 @@
+"""`make bench` sections: the worker's throughput and Redis round trips, and recovery.
+
+The worker runs as deployed (`python -m fibworker`, with --burst so it exits
+when the queue is empty). Its Redis round trips are counted in the process
+(each send of a command or a pipeline is one); its commands from Redis's own
+INFO commandstats.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fibapi import reconcile
+from fibapi.config import Settings
+from fibapi.db import Database
+from fibapi.store import Store
+from fibworker import contract
+from processes import start_worker, wait_until
+from redis import Redis
+from rq import Callback, Queue
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The worker, counting its round trips to Redis and printing them at exit.
+COUNTING_WORKER = """
+import atexit, sys
+from redis.connection import AbstractConnection
+sent = [0]
+original = AbstractConnection.send_packed_command
+def counting(self, command, check_health=True):
+    sent[0] += 1
+    return original(self, command, check_health)
+AbstractConnection.send_packed_command = counting
+atexit.register(lambda: print(f"round-trips={sent[0]}", file=sys.stderr))
+from fibworker.__main__ import main
+sys.exit(main(["--burst"]))
+"""
+
+
+def commands(redis: Redis) -> int:
+    return sum(stat["calls"] for stat in redis.info("commandstats").values())
+
+
+def run_workers(env: dict[str, str], processes: int = 1) -> tuple[float, int]:
+    """Run `processes` burst workers until the queue is empty: (seconds, round trips of them all)."""
+    child_env = os.environ | env | {"PYTHONPATH": str(REPO / "worker"), "LOG_LEVEL": "WARNING"}
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", COUNTING_WORKER],
+            env=child_env | {"WORKER_HEARTBEAT_FILE": f"/tmp/fibstack-bench-heartbeat-{n}"},  # noqa: S108
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    outputs = [worker.communicate(timeout=600)[1] for worker in workers]
+    elapsed = time.perf_counter() - started
+    trips = sum(int(line.split("=")[1]) for out in outputs for line in out.splitlines() if "round-trips=" in line)
+    return elapsed, trips
+
+
+def enqueue_as_before(redis: Redis, index: int) -> None:
+    """How the API queued a job before this release: RQ deleting it at once (result_ttl=0)."""
+    Queue(contract.QUEUE_NAME, connection=redis).enqueue_call(
+        contract.JOB_FUNCTION,
+        args=(index,),
+        job_id=contract.new_job_id(index),
+        result_ttl=0,
+        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+    )
+
+
+def bench_small_jobs(env: dict[str, str], jobs: int = 2000) -> None:
+    print(f"## Worker: {jobs:,} small jobs (F(1000)..), one process\n")
+    print("| jobs as queued | jobs/s | ms/job | Redis commands/job | round trips/job |")
+    print("|:---|---:|---:|---:|---:|")
+    redis = Redis(port=int(env["REDIS_PORT"]))
+    store = Store(Settings.from_env(env))
+    for label, enqueue in (
+        ("before (result_ttl=0)", lambda index: enqueue_as_before(redis, index)),
+        ("now (API's request_computation)", store.request_computation),
+    ):
+        redis.flushall()
+        for index in range(1000, 1000 + jobs):
+            enqueue(index)
+        before = commands(redis)
+        elapsed, trips = run_workers(env)
+        worker_commands = commands(redis) - before
+        done = sum(redis.hget(contract.status_key(i), "status") == b"done" for i in range(1000, 1000 + jobs))
+        assert done == jobs, f"{label}: {done} of {jobs} done"
+        print(
+            f"| {label} | {jobs / elapsed:,.0f} | {elapsed / jobs * 1000:.2f} "
+            f"| {worker_commands / jobs:.1f} | {trips / jobs:.1f} |"
+        )
+    print("\n(Includes each worker's start-up, about 0.3 s.)")
+    print("Goals: >= 1,000 jobs/s per process; round trips per job at most a third of before.\n")
+
+
+def bench_large_jobs(env: dict[str, str], jobs: int = 10, n: int = 9_000_000) -> None:
+    print(f"## Worker: {jobs} large jobs (F({n:,})..), one and two processes\n")
+    print("| worker processes | seconds | speed-up |")
+    print("|---:|---:|---:|")
+    redis = Redis(port=int(env["REDIS_PORT"]))
+    store = Store(Settings.from_env(env))
+    single = 0.0
+    for processes in (1, 2):
+        redis.flushall()
+        for index in range(n, n + jobs):
+            store.request_computation(index)
+        elapsed, _ = run_workers(env, processes)
+        single = single or elapsed
+        print(f"| {processes} | {elapsed:.2f} | {single / elapsed:.2f}x |")
+    print(f"\nGoal: two processes at least 1.8x one ({os.cpu_count()} CPUs here).\n")
+
+
+def bench_recovery(env: dict[str, str], work: Path, count: int = 100_000) -> None:
+    print(f"## Recovery: Redis lost, {count:,} recorded indexes (0..{count - 1:,}) computed again, one worker\n")
+    settings = Settings.from_env(env)
+    db, store = Database(settings), Store(settings)
+    db.open()
+    redis = Redis(port=int(env["REDIS_PORT"]))
+    with db.connection() as conn:
+        conn.execute("TRUNCATE indexes, submissions")
+        conn.execute("INSERT INTO indexes (number) SELECT generate_series(0, %s)", (count - 1,))
+    redis.flushall()
+    worker = start_worker(env, work / "worker-recovery.log")
+    try:
+        started = time.perf_counter()
+        queued = reconcile.reconcile(db, store)
+        queued_in = time.perf_counter() - started
+        wait_until(lambda: redis.zcard(contract.PENDING_SINCE) == 0, timeout=600, interval=0.2)
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        db.close()
+    done = sum(
+        status == b"done"
+        for start in range(0, count, 10_000)
+        for status in _statuses(redis, range(start, min(start + 10_000, count)))
+    )
+    print("| indexes queued | queued in (s) | all computed in (s) | done | goal |")
+    print("|---:|---:|---:|---:|:---|")
+    print(
+        f"| {queued:,} | {queued_in:.1f} | {elapsed:.1f} | {done:,} | {'met' if elapsed <= 60 else 'MISSED'} (<= 60 s) |"
+    )
+    print()
+
+
+def _statuses(redis: Redis, indexes: range) -> list[bytes | None]:
+    with redis.pipeline(transaction=False) as pipe:
+        for index in indexes:
+            pipe.hget(contract.status_key(index), "status")
+        return pipe.execute()
