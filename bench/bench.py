@@ -227,6 +227,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
         print()
         http_paths.bench_gets(stack, work)
         http_paths.bench_posts(stack)
+        http_paths.bench_streams(stack)
         print("| when | API RSS | API PSS | worker RSS | worker PSS |")
         print("|:---|---:|---:|---:|---:|")
         http_paths.print_memory(stack, "after the HTTP runs")

@@ -8,8 +8,10 @@ same size itself, which is as fast as any app behind this router can be.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -177,3 +179,52 @@ def print_memory(stack: Stack, when: str) -> None:
     api_rss, api_pss = memory_mib([stack.api.process.pid, *stack.api_pids()])
     worker_rss, worker_pss = memory_mib(stack.worker_pids())
     print(f"| {when} | {api_rss:.1f} | {api_pss:.1f} | {worker_rss:.1f} | {worker_pss:.1f} |")
+
+
+STREAM_REQUEST = b"GET /api/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+
+
+def open_raw_streams(url: str, count: int) -> tuple[list[socket.socket], Counter[str]]:
+    """Open `count` event streams through the router, as browsers do; the sockets, and how each was answered."""
+    host, port = url.removeprefix("http://").split(":")
+    sockets: list[socket.socket] = []
+    answers: Counter[str] = Counter()
+    for _ in range(count):
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(STREAM_REQUEST)
+            sockets.append(sock)
+        except OSError as exc:
+            answers[f"connect failed: {exc.strerror}"] += 1
+    for sock in sockets:
+        try:
+            status_line = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+            answers[status_line.split(" ", 2)[1] if status_line else "closed"] += 1
+        except OSError:
+            answers["no answer"] += 1
+    return sockets, answers
+
+
+def bench_streams(stack: Stack, held: int = 5000, past: int = 1200) -> None:
+    print(f"## Open event streams through the router: GET /api/values/current with {held:,} open\n")
+    print("| streams open | answers to the streams | /current req/s | p50 (ms) | p99 (ms) | p99 ÷ idle |")
+    print("|---:|:---|---:|---:|---:|---:|")
+    idle = wrk(f"{stack.router_url}/api/values/current", 10, SECONDS)
+    print(f"| 0 | | {idle.per_second:,.0f} | {idle.p50_ms:.2f} | {idle.p99_ms:.2f} | 1.00 |")
+    sockets, answers = open_raw_streams(stack.router_url, held)
+    more: list[socket.socket] = []
+    try:
+        loaded = wrk(f"{stack.router_url}/api/values/current", 10, SECONDS)
+        summary = ", ".join(f"{count:,} × {status}" for status, count in answers.most_common())
+        print(
+            f"| {answers['200']:,} | {summary} | {loaded.per_second:,.0f} | {loaded.p50_ms:.2f} "
+            f"| {loaded.p99_ms:.2f} | {loaded.p99_ms / idle.p99_ms:.2f} |"
+        )
+        more, past_answers = open_raw_streams(stack.router_url, past)
+        summary = ", ".join(f"{count:,} × {status}" for status, count in past_answers.most_common())
+        print(f"| {answers['200'] + past_answers['200']:,} | {past:,} more asked for: {summary} | | | | |")
+    finally:
+        for sock in sockets + more:
+            sock.close()
+    print("\nGoal: 5,000 held, /current p99 at most 1.5x idle. Past EVENT_STREAMS_MAX (6,000) the router")
+    print("answers 503 (JSON, Retry-After: 5) and the browser tries again later.\n")

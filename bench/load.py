@@ -78,7 +78,8 @@ def wrk(url: str, connections: int, seconds: float, script: str | None = None, t
     total = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
     assert total, out
     elapsed = float(total.group(2)) * (60 if total.group(3) == "m" else 1)
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    latency = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.MULTILINE))
+    assert {"50", "99"} <= latency.keys(), out
     not_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return WrkResult(

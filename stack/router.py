@@ -58,7 +58,7 @@ def write_router(
     client: str,
     mode: str,
     trusted_proxies: str = "",
-    event_streams_max: int = 4000,
+    event_streams_max: int = 6000,
 ) -> Path:
     """The router listening on 127.0.0.1:`port`; returns the main config's path.
 

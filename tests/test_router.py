@@ -56,7 +56,7 @@ def start_router(
     client: str,
     mode: str = "production",
     trusted_proxies: str = "",
-    event_streams_max: int = 4000,
+    event_streams_max: int = 6000,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     conf = write_router(
