@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 from fibapi.config import Settings
-from fibapi.db import create_schema
+from fibapi.db import Database, create_schema
 
 
 def test_schema_creation_is_safe_when_replicas_start_together(settings: Settings, pg_conn: psycopg.Connection) -> None:
@@ -50,3 +51,20 @@ def test_init_db_command_creates_the_tables(app, pg_conn: psycopg.Connection) ->
     assert "Schema is in place" in result.output
     tables = {name for (name,) in pg_conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert tables == {"submissions", "indexes"}
+
+
+def test_connections_a_restart_broke_are_never_handed_out(settings: Settings, pg_conn: psycopg.Connection) -> None:
+    db = Database(settings)
+    db.pool.open(wait=True)
+    try:
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+        # Killed backends, as on a restart: the pooled connection's server side is gone.
+        pg_conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fibstack-api'"
+        )
+        time.sleep(0.2)
+        with db.connection() as conn:  # not the broken one: that would raise here
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        db.close()
