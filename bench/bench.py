@@ -31,6 +31,7 @@ import gmpy2  # noqa: E402
 import http_paths  # noqa: E402
 import requests  # noqa: E402
 import worker_jobs  # noqa: E402
+from fibapi.events import KEEPALIVE_SECONDS  # noqa: E402
 from fibworker import contract  # noqa: E402
 from fibworker.fib import fibonacci, to_decimal  # noqa: E402
 from processes import API, start_worker  # noqa: E402
@@ -219,19 +220,24 @@ def bench_streams(env: dict[str, str], work: Path, stream_count: int = 500) -> N
 
 def bench_http(env: dict[str, str], work: Path) -> None:
     Redis(port=int(env["REDIS_PORT"])).flushall()
-    print("## Memory of the API (master + 2 workers) and the worker, MiB\n")
-    print("| when | API RSS | API PSS | worker RSS | worker PSS |")
-    print("|:---|---:|---:|---:|---:|")
+    memory: list[tuple[str, tuple[float, float, float, float]]] = []
     with http_paths.running_stack(env, work) as stack:
-        http_paths.print_memory(stack, "idle")
-        print()
+        memory.append(("idle, after start", http_paths.memory(stack)))
         http_paths.bench_gets(stack, work)
         http_paths.bench_posts(stack)
-        http_paths.bench_streams(stack)
-        print("| when | API RSS | API PSS | worker RSS | worker PSS |")
-        print("|:---|---:|---:|---:|---:|")
-        http_paths.print_memory(stack, "after the HTTP runs")
-    print()
+        memory.append(("after the GET and POST runs", http_paths.memory(stack)))
+        for run in (1, 2):
+            http_paths.bench_streams(stack)
+            # An API process notices a stream its client closed at its next
+            # keep-alive comment: wait for that before measuring.
+            time.sleep(KEEPALIVE_SECONDS + 2)
+            memory.append((f"after 5,000 streams, run {run}", http_paths.memory(stack)))
+    print("## Memory of the API (master + 2 processes) and the worker, MiB\n")
+    print("| when | API RSS | API PSS | worker RSS | worker PSS |")
+    print("|:---|---:|---:|---:|---:|")
+    for when, figures in memory:
+        print(f"| {when} | " + " | ".join(f"{figure:.1f}" for figure in figures) + " |")
+    print("\nGoal: no growth from one run to the next.\n")
 
 
 SECTIONS = ("compute", "http", "worker", "recovery", "e2e", "streams")

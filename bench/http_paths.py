@@ -175,10 +175,9 @@ def bench_posts(stack: Stack) -> None:
     print("Goals: >= 2,000 accepted/s at 50 connections, CPU <= 0.5 ms per POST.\n")
 
 
-def print_memory(stack: Stack, when: str) -> None:
-    api_rss, api_pss = memory_mib([stack.api.process.pid, *stack.api_pids()])
-    worker_rss, worker_pss = memory_mib(stack.worker_pids())
-    print(f"| {when} | {api_rss:.1f} | {api_pss:.1f} | {worker_rss:.1f} | {worker_pss:.1f} |")
+def memory(stack: Stack) -> tuple[float, float, float, float]:
+    """RSS and PSS of the API (all its processes) and of the worker, MiB."""
+    return (*memory_mib([stack.api.process.pid, *stack.api_pids()]), *memory_mib(stack.worker_pids()))
 
 
 STREAM_REQUEST = b"GET /api/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
