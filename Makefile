@@ -68,6 +68,7 @@ $(CRD_SCHEMAS_INSTALLED): k8s/crd-schemas/package.json k8s/crd-schemas/package-l
 	touch $@
 
 bench: deps
+	@scripts/ensure-system-packages.sh bench
 	$(PYTHON) bench/bench.py
 
 # The containers end to end (scripts/docker-check.sh); needs a Docker engine.

@@ -240,7 +240,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print("\nGoal: no growth from one run to the next.\n")
 
 
-SECTIONS = ("compute", "http", "worker", "recovery", "e2e", "streams")
+SECTIONS = ("compute", "http", "metrics", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -252,6 +252,8 @@ def main() -> None:
     with services() as env:
         if "http" in chosen:
             bench_http(env, work)
+        if "metrics" in chosen:
+            http_paths.bench_instrumentation(env, work)
         if "worker" in chosen:
             bench_throughput(env)
             worker_jobs.bench_small_jobs(env)

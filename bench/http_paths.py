@@ -227,3 +227,24 @@ def bench_streams(stack: Stack, held: int = 5000, past: int = 1200) -> None:
             sock.close()
     print("\nGoal: 5,000 held, /current p99 at most 1.5x idle. Past EVENT_STREAMS_MAX (6,000) the router")
     print("answers 503 (JSON, Retry-After: 5) and the browser tries again later.\n")
+
+
+def bench_instrumentation(env: dict[str, str], work: Path) -> None:
+    """GET /current through the router with the API's metrics on and off, alternately."""
+    print("## Cost of the API's metrics: GET /api/values/current via the router, 50 conns\n")
+    print("| metrics | run | req/s | p99 (ms) | API CPU/req (ms) |")
+    print("|:---|---:|---:|---:|---:|")
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    for run in (1, 2):
+        for label, api_env in (("on", {}), ("off", {"METRICS_PORT": "0"})):
+            with running_stack(env, work, api_env) as stack:
+                seed(stack)
+                wrk(f"{stack.router_url}/api/values/current", 50, 1)  # warm up
+                pids = stack.api_pids()
+                cpu_before = cpu_seconds(pids)
+                result = wrk(f"{stack.router_url}/api/values/current", 50, SECONDS)
+                cpu_ms = (cpu_seconds(pids) - cpu_before) * 1000 / max(result.requests, 1)
+                rates[label].append(result.per_second)
+                print(f"| {label} | {run} | {result.per_second:,.0f} | {result.p99_ms:.2f} | {cpu_ms:.3f} |")
+    slower = 1 - sum(rates["on"]) / sum(rates["off"])
+    print(f"\nWith metrics {slower:.1%} slower (goal: under 5%).\n")

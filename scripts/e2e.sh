@@ -17,6 +17,7 @@ fi
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export FIBSTACK_POSTGRES_PORT=$(free_port) FIBSTACK_REDIS_PORT=$(free_port)
 export FIBSTACK_API_PORT=$(free_port) FIBSTACK_CLIENT_PORT=$(free_port)
+export FIBSTACK_API_METRICS_PORT=$(free_port) FIBSTACK_WORKER_METRICS_PORT=$(free_port)
 
 work=$(mktemp -d /tmp/fibstack-e2e-XXXXXX)
 chmod 755 "$work"  # Postgres runs as its own user when we are root

@@ -27,6 +27,11 @@ for group in "${@:-test}"; do
             need postgresql has_postgres
             need util-linux command -v setpriv  # runs Postgres as its own user when we are root
             need nginx command -v nginx  # serves the client's production build in its test
+            need prometheus command -v promtool  # the alert rules' tests and the metrics test run it
+            need prometheus-nginx-exporter command -v prometheus-nginx-exporter  # the router's metrics, in that test
+            ;;
+        bench)
+            need wrk command -v wrk  # HTTP load in make bench
             ;;
         e2e)
             need chromium command -v chromium  # driven by Playwright in the browser test

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
 
 from fibapi.config import ConfigError, Settings
 from fibapi.logs import gunicorn_dict_config
+
+# prometheus-client's multiprocess mode (fibapi/metrics.py): set before any
+# process imports it. Under /tmp, which is writable everywhere the API runs.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fibstack-metrics-"))
 
 wsgi_app = "fibapi:create_app()"
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
@@ -48,6 +54,39 @@ def on_starting(server: Any) -> None:
         print(f"fibapi: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     raise_open_files_limit(server)
+    # Samples of an earlier run would be added to this one's.
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def when_ready(server: Any) -> None:
+    """Serve the metrics of every worker process, added up, on METRICS_PORT (from the master)."""
+    port = Settings.from_env().metrics_port
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        print(
+            f"fibapi: cannot serve metrics on port {port} ({exc.strerror}): set METRICS_PORT to a free port, "
+            "or to 0 to turn the metrics off",
+            file=sys.stderr,
+            flush=True,
+        )
+        server.log.error("metrics port %s unavailable", port)
+        os._exit(2)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker process is gone: its live gauges (open streams) no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def raise_open_files_limit(server: Any) -> None:

@@ -42,6 +42,9 @@ PORTS = {
     "client": port("CLIENT", 3000),
     "postgres": port("POSTGRES", 55432),
     "redis": port("REDIS", 56379),
+    # Prometheus metrics of the API and the worker (never through the router).
+    "api_metrics": port("API_METRICS", 9464),
+    "worker_metrics": port("WORKER_METRICS", 9465),
 }
 URL = f"http://localhost:{PORTS['router']}"
 
@@ -59,7 +62,12 @@ def procfile(prod_client: bool) -> tuple[str, dict[str, str]]:
     postgres.prepare()
     redis = RedisServer(WORK / "redis", PORTS["redis"], persistent=True)
     env = postgres.env() | redis.env() | {"LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO")}
-    api_env = {"PORT": str(PORTS["api"]), "WEB_CONCURRENCY": "1", "GUNICORN_RELOAD": "1"}
+    api_env = {
+        "PORT": str(PORTS["api"]),
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_RELOAD": "1",
+        "METRICS_PORT": str(PORTS["api_metrics"]),
+    }
 
     if prod_client:
         subprocess.run([str(WITH_NODE), "npm", "run", "build"], cwd=REPO / "client", check=True)
@@ -82,7 +90,7 @@ def procfile(prod_client: bool) -> tuple[str, dict[str, str]]:
         "postgres": shell(postgres.command()),
         "redis": shell(redis.command()),
         "api": shell([PYTHON, "-m", "gunicorn", "--config", "gunicorn.conf.py"], REPO / "server", api_env),
-        "worker": shell([PYTHON, "-m", "fibworker"], REPO / "worker"),
+        "worker": shell([PYTHON, "-m", "fibworker"], REPO / "worker", {"METRICS_PORT": str(PORTS["worker_metrics"])}),
         "client": client,
         "router": shell(router.nginx_command(router_conf)),
         "ready": shell([PYTHON, "-m", "stack", "announce"], REPO),

@@ -13,6 +13,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from stack.servers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "nginx" / "templates" / "default.conf.template"
 CSP_FILE = REPO / "nginx" / "csp.env"
@@ -59,8 +61,11 @@ def write_router(
     mode: str,
     trusted_proxies: str = "",
     event_streams_max: int = 6000,
+    status_port: int | None = None,
 ) -> Path:
     """The router listening on 127.0.0.1:`port`; returns the main config's path.
+
+    nginx's stub_status listens on 127.0.0.1:`status_port` (a free port if None).
 
     Uses the image's nginx.conf and site template, with local paths and port.
     """
@@ -76,6 +81,7 @@ def write_router(
         },
     )
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    site = site.replace("listen 8081;", f"listen 127.0.0.1:{status_port or free_port()};")
     (workdir / "fibstack.conf").write_text(site)
     main = ROUTER_MAIN_CONF.read_text()
     # The image's temporary paths first, before `workdir` (which may itself be under /tmp) is written in.

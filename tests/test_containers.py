@@ -64,7 +64,13 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
 
     spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = spec["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker", "client", "nginx"}
+    started = {name for name, service in services.items() if "profiles" not in service}
+    assert started == {"postgres", "redis", "api", "worker", "client", "nginx"}
+    # Monitoring only when asked for (--profile monitoring), Prometheus on this machine only.
+    assert {name for name in services if name not in started} == {"prometheus", "nginx-exporter"}
+    assert all(services[name]["profiles"] == ["monitoring"] for name in ("prometheus", "nginx-exporter"))
+    assert services["prometheus"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:9090:9090"]
+    assert "./monitoring/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     # Only this machine by default; FIBSTACK_LISTEN_ADDRESS=0.0.0.0 opens it to the network.
     assert services["nginx"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:3050:8080"]
     for name in ("postgres", "redis", "api", "worker", "client"):
@@ -74,7 +80,7 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
     for name in ("api", "nginx"):
         for dependency in services[name]["depends_on"].values():
             assert dependency["condition"] in {"service_healthy", "service_started"}
-    assert set(spec["volumes"]) == {"pgdata", "redisdata"}
+    assert set(spec["volumes"]) == {"pgdata", "redisdata", "prometheusdata"}
     for name in ("postgres", "redis"):
         image, _, tag = services[name]["image"].partition(":")
         assert image == name

@@ -39,7 +39,7 @@ CHECKOV = REPO / ".work" / "checkov" / "bin" / "checkov"
 CRD_SCHEMAS = K8S / "crd-schemas"
 # The oldest and newest Kubernetes versions the manifests are written for.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-CRD_GROUPS = ("gateway.networking.k8s.io", "keda.sh", "cert-manager.io")
+CRD_GROUPS = ("gateway.networking.k8s.io", "keda.sh", "cert-manager.io", "monitoring.coreos.com")
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/component",
@@ -50,13 +50,15 @@ RECOMMENDED_LABELS = (
 
 
 def prod_with_gateway_and_keda(workdir: Path) -> Path:
-    """The prod overlay as a user edits it for the Gateway API and KEDA (see its comments)."""
+    """The prod overlay as a user edits it for the Gateway API, KEDA and monitoring (see its comments)."""
     shutil.copytree(K8S, workdir / "k8s", ignore=shutil.ignore_patterns("node_modules"))
     kustomization = workdir / "k8s" / "overlays" / "prod" / "kustomization.yaml"
     text = kustomization.read_text()
     enabled = "  - ../../components/ingress\n  - ../../components/cert-manager\n"
     assert enabled in text
-    text = text.replace(enabled, "  - ../../components/gateway-api\n  - ../../components/keda\n")
+    text = text.replace(
+        enabled, "  - ../../components/gateway-api\n  - ../../components/keda\n  - ../../components/monitoring\n"
+    )
     kustomization.write_text(text)
     return kustomization.parent
 
@@ -135,7 +137,7 @@ def test_custom_resources_validate_against_their_own_schemas(variant: tuple[str,
     expected = {
         "dev": set(),
         "prod": {"Certificate", "Issuer"},
-        "prod-gateway-keda": {"HTTPRoute", "ScaledObject"},
+        "prod-gateway-keda": {"HTTPRoute", "ScaledObject", "PodMonitor"},
     }[name]
     assert {o["kind"] for o in crds} == expected
     result = validate_crds(crds)
@@ -310,6 +312,17 @@ def test_ports_and_probes_match_the_code(dev: list[Object]) -> None:
     worker = one(dev, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
     assert worker["livenessProbe"]["exec"]["command"] == ["python", "-m", "fibworker.heartbeat"]
     assert (REPO / "worker/fibworker/heartbeat.py").exists()
+
+    # Metrics: the ports the code serves them on by default, and nginx's stub_status.
+    from fibworker.config import Settings as WorkerSettings
+
+    ports = {c["name"]: {p["name"]: p["containerPort"] for p in c["ports"]} for c in (api, worker, router)}
+    assert ports["api"]["metrics"] == Settings.metrics_port
+    assert ports["worker"]["metrics"] == WorkerSettings.metrics_port
+    assert f"listen {ports['router']['status']};" in template
+    for workload, port in (("api", Settings.metrics_port), ("worker", WorkerSettings.metrics_port)):
+        annotations = one(dev, "Deployment", workload)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port)
 
 
 def test_keda_scales_on_the_queue_the_api_fills(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import API
+from processes import API, start_worker, wait_until
 
 from stack.router import csp, nginx_check_command, nginx_command, real_ip_config, write_router
 from stack.servers import free_port, wait_for_port
@@ -334,3 +334,36 @@ def test_the_router_has_room_for_its_stream_cap() -> None:
     gunicorn = (REPO / "server/gunicorn.conf.py").read_text()
     per_process = int(re.search(r"^worker_connections = (\d+)", gunicorn, re.M).group(1))  # type: ignore[union-attr]
     assert per_process * 2 >= cap  # one API replica (two processes) can hold them all
+
+
+def test_one_request_id_follows_a_submission_from_router_to_worker(
+    services_env: dict[str, str], fake_client: int, tmp_path: Path
+) -> None:
+    env = services_env | {"LOG_LEVEL": "INFO"}
+    api = API(env, tmp_path / "api.log")
+    worker = start_worker(env, tmp_path / "worker.log")
+    router, url = start_router(tmp_path / "router", f"127.0.0.1:{api.port}", f"127.0.0.1:{fake_client}")
+    try:
+        sent = "trace-0123456789"
+        response = requests.post(f"{url}/api/values", json={"index": 31}, headers={"X-Request-ID": sent}, timeout=5)
+        assert response.status_code == 202
+        assert response.headers["X-Request-ID"] == sent  # once: the router's and the API's are one header
+        wait_until(lambda: requests.get(f"{url}/api/values/31", timeout=5).json()["status"] == "done")
+        api_lines = [json.loads(line) for line in (tmp_path / "api.log").read_text().splitlines() if sent in line]
+        assert any(line.get("path") == "/api/values" and line["request_id"] == sent for line in api_lines)
+        worker_lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if sent in line]
+        assert any(line["message"] == "computed" and line["index"] == 31 for line in worker_lines)
+
+        # Without one (or with a malformed one), the router makes one up and the API logs that one.
+        for headers in ({}, {"X-Request-ID": "bad id!"}):
+            made = requests.get(f"{url}/api/values/all", headers=headers, timeout=5).headers["X-Request-ID"]
+            assert re.fullmatch(r"[0-9a-f]{32}", made)
+            wait_until(lambda: made in (tmp_path / "api.log").read_text())  # noqa: B023
+        # The client's pages carry one too.
+        assert re.fullmatch(r"[0-9a-f]{32}", requests.get(url, timeout=5).headers["X-Request-ID"])
+    finally:
+        router.terminate()
+        router.wait(timeout=10)
+        worker.terminate()
+        worker.wait(timeout=30)
+        api.stop()

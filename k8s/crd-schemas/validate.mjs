@@ -9,6 +9,7 @@ const PACKAGES = {
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
   "keda.sh": "@kubernetes-models/keda",
   "cert-manager.io": "@kubernetes-models/cert-manager",
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
 };
 
 const objects = JSON.parse(readFileSync(0, "utf8"));

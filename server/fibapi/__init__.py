@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.routing import IntegerConverter
 
-    from . import db, errors, events, health, listcache, openapi, store, values
+    from . import db, errors, events, health, listcache, metrics, openapi, requestid, store, values
 
     class AsciiIntegerConverter(IntegerConverter):
         """<int:...> as ASCII digits only. Werkzeug's accepts any Unicode digit,
@@ -41,6 +41,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     db.init_app(app, settings).open()
     app.wsgi_app = listcache.ListCache(app.wsgi_app, store.init_app(app, settings))  # type: ignore[method-assign]
+    if settings.metrics_port:
+        app.wsgi_app = metrics.Instrument(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = requestid.RequestId(app.wsgi_app)  # type: ignore[method-assign]
+    metrics.init_app(app)
     events.init_app(app, settings)
     for blueprint in (values.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

@@ -37,6 +37,7 @@ class AccessLogger(glogging.Logger):  # type: ignore[misc]
             "status": resp.status_code,
             "bytes": resp.sent,
             "duration_ms": round(milliseconds, 3),
+            "request_id": environ.get("fibstack.request_id", "-"),
         }
         sys.stdout.write(json.dumps(record) + "\n")
         sys.stdout.flush()

@@ -43,6 +43,9 @@ class Settings:
     reconcile_interval_seconds: float = 10.0
     max_body_bytes: int = 1024
     log_level: str = "INFO"
+    # Prometheus metrics (all processes added up) on this port, never through
+    # the router; 0 turns them off.
+    metrics_port: int = 9464
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +99,7 @@ class Settings:
             job_timeout_seconds=integer("JOB_TIMEOUT_SECONDS", 300, 1, 86_400),
             reconcile_interval_seconds=integer("RECONCILE_INTERVAL_SECONDS", 10, 0, 3600),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            metrics_port=integer("METRICS_PORT", 9464, 0, 65535),
         )
         if "PGPASSWORD" not in env:
             problems.append("PGPASSWORD is required (the Postgres user's password)")

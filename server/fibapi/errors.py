@@ -13,6 +13,8 @@ import redis.exceptions
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +28,7 @@ class APIError(Exception):
 
 
 def error_response(status: int, code: str, message: str) -> Response:
+    metrics.refused(code)
     response = jsonify(error=message, code=code)
     response.status_code = status
     return response

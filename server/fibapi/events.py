@@ -25,7 +25,7 @@ from flask import Blueprint, Flask, Response, current_app, request, stream_with_
 from redis import Redis
 from redis.exceptions import RedisError
 
-from . import contract
+from . import contract, metrics
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ def events() -> Response:
     sent = {event_id for event_id, _ in missed}
 
     def stream() -> Iterator[str]:
+        metrics.EVENT_STREAMS.inc()
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n"
             for event in missed:
@@ -181,6 +182,7 @@ def events() -> Response:
                     continue
                 yield format_event(received)
         finally:
+            metrics.EVENT_STREAMS.dec()
             broadcaster.unsubscribe(inbox)
 
     return Response(

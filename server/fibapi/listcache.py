@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from .metrics import ROUTE_KEY
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -63,6 +65,7 @@ class ListCache:
             return self.app(environ, start_response)  # /all still answers from Postgres alone
         kept = self._kept.get(path)
         if kept and kept.version == version and time.monotonic() - kept.built_at < MAX_AGE_SECONDS:
+            environ[ROUTE_KEY] = path
             if environ.get("HTTP_IF_NONE_MATCH") == kept.etag:
                 start_response("304 Not Modified", [("ETag", kept.etag), ("Cache-Control", "no-cache")])
                 return []

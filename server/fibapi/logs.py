@@ -19,9 +19,12 @@ def configure(level: str) -> None:
     """For processes not started by gunicorn (the flask CLI, tests)."""
     from pythonjsonlogger.json import JsonFormatter
 
+    from .requestid import LogFilter
+
     options = {key: value for key, value in FORMATTER.items() if key != "()"}
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(**options))
+    handler.addFilter(LogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -29,11 +32,17 @@ def configure(level: str) -> None:
 
 def gunicorn_dict_config(level: str) -> dict[str, Any]:
     """gunicorn's logconfig_dict: its error and access logs as JSON too."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stdout",
+        "filters": ["request_id"],
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": FORMATTER},
+        "filters": {"request_id": {"()": "fibapi.requestid.LogFilter"}},
         "handlers": {"stdout": handler},
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {

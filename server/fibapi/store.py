@@ -20,7 +20,7 @@ from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
 
-from . import contract
+from . import contract, requestid
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ class Store:
                     continue
 
     def _enqueue(self, function: str, argument: int | list[int], job_id: str, pipe: Pipeline | None = None) -> None:
+        request_id = requestid.current.get()
         self.queue.enqueue_call(
             function,
             args=(argument,),
@@ -175,6 +176,8 @@ class Store:
             result_ttl=1,
             failure_ttl=7 * 24 * 3600,
             on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
+            # The worker logs it with every line about this job (requestid.py).
+            meta={contract.JOB_META_REQUEST_ID: request_id} if request_id else None,
             pipeline=pipe,
         )
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from . import contract
+from . import contract, metrics
 from .db import get_db
 from .errors import APIError
 from .store import get_store
@@ -41,8 +41,9 @@ def submit() -> tuple[dict[str, Any], int]:
     # round: a recorded index that was never queued would show "Nothing yet!"
     # for ever. A 202 means both were done.
     with get_db().connection() as conn:
-        store.request_computation(index)
+        queued = store.request_computation(index)
         get_db().record_submission(conn, index)
+    metrics.submission(queued)
     return {"working": True, **store.submitted(index)}, 202
 
 

@@ -31,6 +31,8 @@ def start_worker(env: dict[str, str], log: Path, delay: float = 0.0) -> subproce
         "WORKER_LIVENESS_TTL_SECONDS": "3",
         # One per worker: several run at once in the tests.
         "WORKER_HEARTBEAT_FILE": str(log.with_suffix(".heartbeat")),
+        # Several run at once in the tests: each its own metrics port.
+        "METRICS_PORT": str(free_port()),
     } | env
     with open(log, "ab") as out:
         return subprocess.Popen(argv, env=_env(extra), stdout=out, stderr=subprocess.STDOUT, cwd=REPO / "worker")
@@ -71,7 +73,12 @@ class API:
         self._log_start = len(self.log.read_text()) if self.log.exists() else 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        extra = env | {"PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        # Its own: gunicorn empties it at start.
+        self.metrics_dir = str(self.log.with_name(f"{self.log.stem}-metrics-{self.port}"))
+        extra = {"METRICS_PORT": str(self.metrics_port), "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir} | env
+        extra |= {"PORT": str(self.port), "WEB_CONCURRENCY": str(workers)}
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", *extra_args],

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from . import contract, heartbeat, logs
+from . import contract, heartbeat, logs, metrics
 from .config import ConfigError, Settings
 from .liveness import Liveness, requeue_orphans
 
@@ -72,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         worker_ttl=heartbeat.RQ_WORKER_TTL,
         heartbeat_file=Path(settings.heartbeat_file),
     )
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_port, queue, worker.name)
+        except OSError as exc:
+            print(
+                f"fibworker: cannot serve metrics on port {settings.metrics_port} ({exc.strerror}): "
+                "set METRICS_PORT to a free port, or to 0 to turn the metrics off",
+                file=sys.stderr,
+            )
+            return 2
     liveness = Liveness(queue, worker.name, settings.liveness_ttl_seconds, settings.heartbeat_seconds)
     liveness.start()
     try:

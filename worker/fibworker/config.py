@@ -30,6 +30,8 @@ class Settings:
     # The probe fails once the file is older than this.
     stall_seconds: int = 60
     log_level: str = "INFO"
+    # Prometheus metrics on this port (fibworker/metrics.py); 0 turns them off.
+    metrics_port: int = 9464
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -60,6 +62,7 @@ class Settings:
             heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,
             stall_seconds=integer("WORKER_STALL_SECONDS", cls.stall_seconds, 2, 86_400),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+            metrics_port=integer("METRICS_PORT", 9464, 0, 65535),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")

@@ -27,6 +27,9 @@ JOB_FAILURE_CALLBACK: Final = "fibworker.jobs.record_failure"
 # API re-queues every recorded index after Redis lost its data (reconcile.py),
 # so that recovery is a few hundred jobs, not one per index.
 BATCH_JOB_FUNCTION: Final = "fibworker.jobs.compute_batch"
+# In a job's RQ meta: the X-Request-ID of the request that queued it, which
+# the worker adds to its log lines about the job.
+JOB_META_REQUEST_ID: Final = "request_id"
 
 # Values with more digits than this are never sent whole in JSON or events;
 # clients get head/tail/digits and download the rest from /decimal.

@@ -10,7 +10,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from . import fib, results
+from . import fib, metrics, results
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ def compute_fibonacci(index: int) -> None:
     started = time.perf_counter()
     decimal = fib.to_decimal(fib.fibonacci(index))
     compute_ms = (time.perf_counter() - started) * 1000
+    metrics.computed(compute_ms / 1000, len(decimal))
     # The result is stored here rather than as the RQ job result: RQ results are
     # pickled per job and expire with the job, and the API must read them by index.
     dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
@@ -54,7 +55,9 @@ def compute_batch(indexes: list[int]) -> None:
     for index in mine:
         started = time.perf_counter()
         decimal = fib.to_decimal(fib.fibonacci(index))
-        computed.append((index, decimal, (time.perf_counter() - started) * 1000))
+        seconds = time.perf_counter() - started
+        metrics.computed(seconds, len(decimal))
+        computed.append((index, decimal, seconds * 1000))
         size += len(decimal)
         if len(computed) >= BATCH_STORE_COUNT or size >= BATCH_STORE_BYTES:
             results.store_many_done(job.connection, computed, _settings().values_max_bytes)
@@ -72,4 +75,5 @@ def record_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExc
     error = f"{exc_type.__name__}: {exc_value}".strip().rstrip(":")
     for index in indexes:
         results.store_failed(connection, index, error)
+    metrics.JOBS.labels("failed").inc(len(indexes))
     log.error("job failed", extra={"indexes": indexes[:20], "count": len(indexes), "error": error})

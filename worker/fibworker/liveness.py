@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 
-from . import contract
+from . import contract, metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def requeue_orphans(queue: Queue) -> list[str]:
                 queue.enqueue_job(job, pipeline=pipe, at_front=True)
                 pipe.execute()
             requeued.append(job_id)
+            metrics.REQUEUED.inc()
             log.warning("re-queued job of a dead worker", extra={"job_id": job_id, "worker": job.worker_name})
     finally:
         connection.delete(REAPER_LOCK)
