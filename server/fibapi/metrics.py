@@ -52,15 +52,27 @@ class Instrument:
 
     def __init__(self, app: WSGIApplication) -> None:
         self.app = app
+        # Each label set's counter and histogram, looked up once: .labels()
+        # takes a lock and builds keys on every call.
+        self._series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def _observers(self, route: str, method: str, status: str) -> tuple[Any, Any]:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (REQUESTS.labels(route, method, status), LATENCY.labels(route))
+        return series
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
 
         def observe(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            route = environ.get(ROUTE_KEY, "unmatched")
             method = environ.get("REQUEST_METHOD", "")
-            REQUESTS.labels(route, method if method in METHODS else "other", status[:3]).inc()
-            LATENCY.labels(route).observe(time.perf_counter() - started)
+            count, latency = self._observers(
+                environ.get(ROUTE_KEY, "unmatched"), method if method in METHODS else "other", status[:3]
+            )
+            count.inc()
+            latency.observe(time.perf_counter() - started)
             return start_response(status, headers, exc_info)
 
         return self.app(environ, observe)
