@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.routing import IntegerConverter
 
-    from . import db, errors, events, health, listcache, metrics, openapi, requestid, store, values
+    from . import db, errors, events, health, listcache, metrics, openapi, requestid, store, tracing, values
 
     class AsciiIntegerConverter(IntegerConverter):
         """<int:...> as ASCII digits only. Werkzeug's accepts any Unicode digit,
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["fibstack.settings"] = settings
     errors.register(app)
-    db.init_app(app, settings).open()
+    database = db.init_app(app, settings)
     app.wsgi_app = listcache.ListCache(app.wsgi_app, store.init_app(app, settings))  # type: ignore[method-assign]
     if settings.metrics_port:
         app.wsgi_app = metrics.Instrument(app.wsgi_app)  # type: ignore[method-assign]
@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     events.init_app(app, settings)
     for blueprint in (values.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
+    # Outermost, and before the pool's first connection (which it instruments).
+    tracing.init_app(app, database)
+    database.open()
     return app
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import select
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
@@ -74,9 +74,19 @@ class Database:
             # at once instead of waiting out a long back-off.
             reconnect_timeout=10,
             name="fibstack",
+            configure=self._configure,
         )
+        self._configurers: list[Callable[[psycopg.Connection], object]] = []
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+
+    def configure_connections(self, configurer: Callable[[psycopg.Connection], object]) -> None:
+        """Run `configurer` on every new connection of the pool (tracing instruments them)."""
+        self._configurers.append(configurer)
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        for configurer in self._configurers:
+            configurer(conn)
 
     def open(self) -> None:
         # wait=False: the API starts (and answers 503) while Postgres is still down.

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
 
-from . import contract, requestid
+from . import contract, requestid, tracing
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -99,14 +99,15 @@ class Store:
         writes it. A "done" index whose value was dropped stays done: its
         status still answers every list, and /decimal recomputes the value.
         """
-        recorder = self.redis.pipeline(transaction=True)
-        recorder.multi()  # as RQ expects of a caller's pipeline; nothing is sent
-        self._queue_in(recorder, index)
-        commands: list[Any] = [len(recorder.command_stack)]
-        for args, _options in recorder.command_stack:
-            commands += [len(args), *args]
-        recorder.reset()
-        return bool(self._queue_index(keys=[contract.status_key(index)], args=commands))
+        with tracing.span("fibstack.queue", **{"fibstack.index": index}):
+            recorder = self.redis.pipeline(transaction=True)
+            recorder.multi()  # as RQ expects of a caller's pipeline; nothing is sent
+            self._queue_in(recorder, index)
+            commands: list[Any] = [len(recorder.command_stack)]
+            for args, _options in recorder.command_stack:
+                commands += [len(args), *args]
+            recorder.reset()
+            return bool(self._queue_index(keys=[contract.status_key(index)], args=commands))
 
     def submitted(self, index: int) -> dict[str, Any]:
         """After a submission is committed: tell every API process its lists changed; the index's status.
@@ -176,8 +177,9 @@ class Store:
             result_ttl=1,
             failure_ttl=7 * 24 * 3600,
             on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
-            # The worker logs it with every line about this job (requestid.py).
-            meta={contract.JOB_META_REQUEST_ID: request_id} if request_id else None,
+            # The request's id, which the worker logs with every line about
+            # this job (requestid.py), and the trace context (tracing.py).
+            meta=tracing.inject({contract.JOB_META_REQUEST_ID: request_id} if request_id else {}),
             pipeline=pipe,
         )
 

@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from . import contract, heartbeat, logs, metrics
+from . import contract, heartbeat, logs, metrics, tracing
 from .config import ConfigError, Settings
 from .liveness import Liveness, requeue_orphans
 
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fibworker: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    tracing.init()
     connection = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=5)
     wait_for_redis(connection, Path(settings.heartbeat_file), settings.redis.describe())
     queue = Queue(contract.QUEUE_NAME, connection=connection)

@@ -10,7 +10,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from . import fib, metrics, results
+from . import fib, metrics, results, tracing
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,14 @@ def compute_fibonacci(index: int) -> None:
     """Compute F(index), store its decimal form and announce it."""
     job = get_current_job()
     assert job is not None, "compute_fibonacci runs inside an RQ worker"
-    started = time.perf_counter()
-    decimal = fib.to_decimal(fib.fibonacci(index))
-    compute_ms = (time.perf_counter() - started) * 1000
-    metrics.computed(compute_ms / 1000, len(decimal))
-    # The result is stored here rather than as the RQ job result: RQ results are
-    # pickled per job and expire with the job, and the API must read them by index.
-    dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
+    with tracing.job_span("fibstack.compute", job.meta, **{"fibstack.index": index}):
+        started = time.perf_counter()
+        decimal = fib.to_decimal(fib.fibonacci(index))
+        compute_ms = (time.perf_counter() - started) * 1000
+        metrics.computed(compute_ms / 1000, len(decimal))
+        # The result is stored here rather than as the RQ job result: RQ results are
+        # pickled per job and expire with the job, and the API must read them by index.
+        dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
     if dropped:
         log.info(
             "values dropped to stay within VALUES_MAX_BYTES", extra={"indexes": dropped[:20], "count": len(dropped)}
