@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -79,9 +80,15 @@ def test_open_event_streams_are_counted(api: API) -> None:
 
 def test_a_dependency_failing_is_counted_by_name(services_env: dict[str, str], tmp_path: Path) -> None:
     # Redis that is not there: every submission is a 503 naming it.
-    api = API(services_env | {"REDIS_PORT": str(free_port()), "RECONCILE_INTERVAL_SECONDS": "0"}, tmp_path / "api.log")
+    env = services_env | {"REDIS_PORT": str(free_port()), "RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "INFO"}
+    api = API(env, tmp_path / "api.log")
     try:
-        assert requests.post(f"{api.url}/api/values", json={"index": 3}, timeout=5).status_code == 503
+        headers = {"X-Request-ID": "outage-0123456789"}
+        assert requests.post(f"{api.url}/api/values", json={"index": 3}, headers=headers, timeout=5).status_code == 503
+        # The app's own log line about it carries the request's id too.
+        lines = [json.loads(line) for line in (tmp_path / "api.log").read_text().splitlines() if line.startswith("{")]
+        warning = next(line for line in lines if line["logger"] == "fibapi.errors")
+        assert warning["request_id"] == "outage-0123456789"
         samples = scrape(api.metrics_url)
         assert value(samples, "fibstack_api_dependency_unavailable_total", dependency="redis") == 1
         assert value(samples, "fibstack_api_submissions_total", outcome="refused", code="redis_unavailable") == 1
