@@ -5,7 +5,9 @@
 #   3. restart the postgres container: the submitted indexes survive
 #   4. edit the API's source in its bind mount: the API reloads with the
 #      change (and the worker restarts when its source changes)
-#   5. `docker-compose down -v`: nothing of the stack is left
+#   5. the monitoring profile: Prometheus scrapes the API, the worker and the
+#      router's exporter, and loads the alert rules
+#   6. `docker-compose down -v`: nothing of the stack is left
 # Needs a running Docker engine (scripts/ensure-docker.sh). Where no registry
 # is reachable, build base images first: ../shared/offline-images/build-standins --from-project .
 # COMPOSE="docker compose" runs it with Compose v2.
@@ -14,6 +16,10 @@ cd "$(dirname "$0")/.."
 
 export COMPOSE_PROJECT_NAME=fibstack-check
 read -r -a compose <<<"${COMPOSE:-docker-compose}"
+# Every service, the monitoring profile's too, for the commands that stop them.
+all_profiles=("${compose[@]}" --profile monitoring)
+prometheus_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export FIBSTACK_PROMETHEUS_PORT=$prometheus_port
 base=http://127.0.0.1:3050
 api_source=server/fibapi/health.py
 worker_source=worker/fibworker/__init__.py
@@ -41,23 +47,23 @@ fi
 cleanup() {
     cp "$work/api_source" "$api_source"
     cp "$work/worker_source" "$worker_source"
-    "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+    "${all_profiles[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
     if [ -n "$created_env" ]; then rm -f .env; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-step "1/5: build every image and start the stack"
+step "1/6: build every image and start the stack"
 "${compose[@]}" build
 "${compose[@]}" up -d
 wait_for 180 "the stack answers at $base" curl -fsS -o /dev/null "$base/api/readyz"
 wait_for 60 "the client answers at $base" curl -fsS -o /dev/null "$base/"
 
-step "2/5: the browser test against $base"
+step "2/6: the browser test against $base"
 (cd client && E2E_BASE_URL=$base ../scripts/with-node npx vitest run --config vitest.e2e.config.ts) \
     || fail "the browser test"
 
-step "3/5: restart postgres; the submitted indexes survive"
+step "3/6: restart postgres; the submitted indexes survive"
 before=$(curl -fsS "$base/api/values/all")
 grep -q '{"number":1000000}' <<<"$before" || fail "the browser test's submissions are not recorded: $before"
 "${compose[@]}" restart postgres
@@ -66,7 +72,7 @@ after=$(curl -fsS "$base/api/values/all")
 [ "$before" = "$after" ] || fail "the indexes changed across the restart: $before -> $after"
 echo "the same $(grep -o number <<<"$after" | wc -l) submissions before and after the restart"
 
-step "4/5: edit the sources in their bind mounts"
+step "4/6: edit the sources in their bind mounts"
 token="reloaded-$RANDOM$RANDOM"
 sed -i "s/return {\"status\": \"ok\"}/return {\"status\": \"ok\", \"edit\": \"$token\"}/" "$api_source"
 grep -q "$token" "$api_source" || fail "could not edit $api_source"
@@ -80,12 +86,32 @@ echo "the worker restarted after its source changed"
 cp "$work/api_source" "$api_source"
 cp "$work/worker_source" "$worker_source"
 
-step "5/5: down -v leaves nothing behind"
-"${compose[@]}" down -v --remove-orphans
+step "5/6: the monitoring profile: Prometheus scrapes the API, the worker and the router"
+scripts/monitoring-images.sh
+"${all_profiles[@]}" up -d prometheus nginx-exporter
+prometheus=http://127.0.0.1:$prometheus_port
+targets_up() {
+    curl -fsS "$prometheus/api/v1/targets" | python3 -c '
+import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+up = sorted(t["labels"]["job"] for t in targets if t["health"] == "up")
+print(up)
+sys.exit(up != ["fibstack-api", "fibstack-router", "fibstack-worker"])'
+}
+wait_for 120 "Prometheus sees the API, the worker and the router up" targets_up
+echo "targets up: $(targets_up)"
+rules=$(curl -fsS "$prometheus/api/v1/rules" | python3 -c 'import json, sys; print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
+[ "$rules" -gt 0 ] || fail "Prometheus loaded no rules"
+submitted=$(curl -fsS -G "$prometheus/api/v1/query" --data-urlencode 'query=sum(fibstack_api_submissions_total)' \
+    | python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
+echo "$rules rules loaded; submissions counted since the API started: $submitted"
+
+step "6/6: down -v leaves nothing behind"
+"${all_profiles[@]}" down -v --remove-orphans
 label="label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
 [ -z "$(docker ps -aq --filter "$label")" ] || fail "containers are left: $(docker ps -a --filter "$label")"
 [ -z "$(docker volume ls -q --filter "$label")" ] || fail "volumes are left: $(docker volume ls --filter "$label")"
 [ -z "$(docker network ls -q --filter "$label")" ] || fail "networks are left"
 echo "no container, volume or network of the stack is left"
 
-printf '\ndocker-check: all 5 steps passed\n'
+printf '\ndocker-check: all 6 steps passed\n'

@@ -69,7 +69,9 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
     # Monitoring only when asked for (--profile monitoring), Prometheus on this machine only.
     assert {name for name in services if name not in started} == {"prometheus", "nginx-exporter"}
     assert all(services[name]["profiles"] == ["monitoring"] for name in ("prometheus", "nginx-exporter"))
-    assert services["prometheus"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:9090:9090"]
+    assert services["prometheus"]["ports"] == [
+        "${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:${FIBSTACK_PROMETHEUS_PORT:-9090}:9090"
+    ]
     assert "./monitoring/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     # Only this machine by default; FIBSTACK_LISTEN_ADDRESS=0.0.0.0 opens it to the network.
     assert services["nginx"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:3050:8080"]

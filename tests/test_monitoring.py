@@ -103,6 +103,8 @@ def monitored(services_env: dict[str, str], tmp_path: Path) -> Iterator[Monitore
     )  # fmt: skip
     try:
         wait_for_port(prometheus_port)
+        # It listens before its storage is open, answering 503 until then.
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{prometheus_port}/-/ready", timeout=2).ok, timeout=60)
         yield Monitored(api, f"http://127.0.0.1:{prometheus_port}", workers[0], another_worker)
     finally:
         for process in [*processes, *workers]:
