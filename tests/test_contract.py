@@ -22,7 +22,7 @@ def test_shared_module_copies_are_identical(module: str) -> None:
 def test_job_paths_point_at_real_worker_functions() -> None:
     from fibworker import contract, jobs
 
-    for dotted in (contract.JOB_FUNCTION, contract.JOB_FAILURE_CALLBACK):
+    for dotted in (contract.JOB_FUNCTION, contract.BATCH_JOB_FUNCTION, contract.JOB_FAILURE_CALLBACK):
         module, _, name = dotted.rpartition(".")
         assert module == jobs.__name__
         assert callable(getattr(jobs, name))
