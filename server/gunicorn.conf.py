@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from fibapi.config import ConfigError, Settings
@@ -54,10 +54,12 @@ def on_starting(server: Any) -> None:
         print(f"fibapi: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     raise_open_files_limit(server)
-    # Samples of an earlier run would be added to this one's.
-    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    os.makedirs(metrics_dir, exist_ok=True)
+    # Samples of an earlier run would be added to this one's. Only
+    # prometheus-client's own files: the directory may be one the user chose.
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for samples in metrics_dir.glob("*.db"):
+        samples.unlink()
 
 
 def when_ready(server: Any) -> None:

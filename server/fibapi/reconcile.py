@@ -34,6 +34,7 @@ LOCK_SECONDS = 300
 # the work of one F(10^7), so a batch fits the timeout of a single job.
 BATCH_MAX_INDEXES = 1000
 BATCH_MAX_WORK = 10_000_000
+PROGRESS_EVERY = 20  # batches between two progress lines in the log
 
 
 def batches(indexes: Iterable[int]) -> Iterator[list[int]]:
@@ -60,10 +61,12 @@ def reconcile(db: Database, store: Store) -> int | None:
         queued = jobs = 0
         started = time.monotonic()
         with db.connection() as conn:
-            for batch in batches(Database.all_indexes(conn)):
+            for number, batch in enumerate(batches(Database.all_indexes(conn)), start=1):
                 count = store.queue_batch(batch)
                 queued += count
                 jobs += count > 0
+                if number % PROGRESS_EVERY == 0:  # a long recovery says how far it got
+                    log.info("reconciling", extra={"queued": queued, "jobs": jobs, "up_to_index": batch[-1]})
         store.redis.set(contract.RECONCILED_MARKER, str(time.time()))
         log.info("reconciled", extra={"queued": queued, "jobs": jobs, "seconds": round(time.monotonic() - started, 2)})
         return queued
