@@ -47,7 +47,8 @@ def commands(redis: Redis) -> int:
 
 def run_workers(env: dict[str, str], processes: int = 1) -> tuple[float, int]:
     """Run `processes` burst workers until the queue is empty: (seconds, round trips of them all)."""
-    child_env = os.environ | env | {"PYTHONPATH": str(REPO / "worker"), "LOG_LEVEL": "WARNING"}
+    # No metrics server: several workers on one machine would want the same port.
+    child_env = os.environ | env | {"PYTHONPATH": str(REPO / "worker"), "LOG_LEVEL": "WARNING", "METRICS_PORT": "0"}
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
@@ -60,6 +61,8 @@ def run_workers(env: dict[str, str], processes: int = 1) -> tuple[float, int]:
     ]
     outputs = [worker.communicate(timeout=600)[1] for worker in workers]
     elapsed = time.perf_counter() - started
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, f"a worker failed:\n{output[-2000:]}"
     trips = sum(int(line.split("=")[1]) for out in outputs for line in out.splitlines() if "round-trips=" in line)
     return elapsed, trips
 

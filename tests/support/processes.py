@@ -92,7 +92,9 @@ class API:
             try:
                 if requests.get(f"{self.url}/api/healthz", timeout=1).ok:
                     return True
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or listening but still loading the app
+                # (slow on a busy machine): ask again.
                 time.sleep(0.1)
             if self._port_was_taken():
                 return False
