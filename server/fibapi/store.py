@@ -117,7 +117,7 @@ class Store:
         """
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
+                _lists_changed(pipe)
                 pipe.hgetall(contract.status_key(index))
                 _, raw = pipe.execute()
         except RedisError as exc:
@@ -132,6 +132,7 @@ class Store:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
         job_id = contract.new_job_id(index)
         self._mark_pending(pipe, index, job_id)
+        _lists_changed(pipe)
         self._enqueue(contract.JOB_FUNCTION, index, job_id, pipe)
 
     def queue_batch(self, indexes: list[int]) -> int:
@@ -158,6 +159,7 @@ class Store:
                     pipe.multi()
                     for index in wanted:
                         self._mark_pending(pipe, index, job_id)
+                    _lists_changed(pipe)  # once for the batch
                     self._enqueue(contract.BATCH_JOB_FUNCTION, wanted, job_id, pipe)
                     pipe.execute()
                     return len(wanted)
@@ -192,7 +194,6 @@ class Store:
         pipe.zadd(contract.PENDING_SINCE, {str(index): time.time()})
         entry = _redis_mapping(contract.event_entry(index, fields))
         pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
-        pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
     def status(self, index: int) -> dict[str, Any] | None:
         """The public status object, or None if Redis knows nothing of index."""
@@ -281,6 +282,11 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _lists_changed(pipe: Pipeline) -> None:
+    """Queue the new token that tells every API process its lists changed (listcache.py)."""
+    pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
 
 def _public(index: int, raw: dict[bytes, bytes]) -> dict[str, Any] | None:

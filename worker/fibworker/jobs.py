@@ -21,15 +21,21 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _compute(index: int) -> tuple[str, float]:
+    """F(index) in decimal, and how long it took (ms), counted in the metrics."""
+    started = time.perf_counter()
+    decimal = fib.to_decimal(fib.fibonacci(index))
+    seconds = time.perf_counter() - started
+    metrics.computed(seconds, len(decimal))
+    return decimal, seconds * 1000
+
+
 def compute_fibonacci(index: int) -> None:
     """Compute F(index), store its decimal form and announce it."""
     job = get_current_job()
     assert job is not None, "compute_fibonacci runs inside an RQ worker"
     with tracing.job_span("fibstack.compute", job.meta, **{"fibstack.index": index}):
-        started = time.perf_counter()
-        decimal = fib.to_decimal(fib.fibonacci(index))
-        compute_ms = (time.perf_counter() - started) * 1000
-        metrics.computed(compute_ms / 1000, len(decimal))
+        decimal, compute_ms = _compute(index)
         # The result is stored here rather than as the RQ job result: RQ results are
         # pickled per job and expire with the job, and the API must read them by index.
         dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
@@ -54,11 +60,8 @@ def compute_batch(indexes: list[int]) -> None:
     computed: list[tuple[int, str, float]] = []
     size = 0
     for index in mine:
-        started = time.perf_counter()
-        decimal = fib.to_decimal(fib.fibonacci(index))
-        seconds = time.perf_counter() - started
-        metrics.computed(seconds, len(decimal))
-        computed.append((index, decimal, seconds * 1000))
+        decimal, compute_ms = _compute(index)
+        computed.append((index, decimal, compute_ms))
         size += len(decimal)
         if len(computed) >= BATCH_STORE_COUNT or size >= BATCH_STORE_BYTES:
             results.store_many_done(job.connection, computed, _settings().values_max_bytes)

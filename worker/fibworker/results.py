@@ -13,9 +13,13 @@ from . import contract
 
 
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
-    """Queue an event carrying the same object as GET /api/values/{n}, and tell the API's lists they changed."""
+    """Queue an event carrying the same object as GET /api/values/{n}."""
     entry = _redis_mapping(contract.event_entry(index, fields))
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
+
+
+def lists_changed(pipe: Pipeline) -> None:
+    """Queue the new token that tells every API process its lists changed (once per transaction)."""
     pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
 
@@ -30,15 +34,14 @@ def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, v
 
 def store_many_done(connection: Redis, computed: list[tuple[int, str, float]], values_max_bytes: int) -> list[int]:
     """store_done for (index, decimal, compute_ms) each, in one transaction: one round trip for them all."""
-    dropped: list[int] = []
     with connection.pipeline(transaction=True) as pipe:
+        scripts = []  # where each values.lua reply will be among the transaction's replies
         for index, decimal, compute_ms in computed:
+            scripts.append(len(pipe.command_stack))
             _store_done_in(pipe, index, decimal, compute_ms, values_max_bytes)
+        lists_changed(pipe)
         replies = pipe.execute()
-    per_value = len(replies) // max(len(computed), 1)
-    for members in replies[::per_value]:
-        dropped += [int(member) for member in members]
-    return dropped
+    return [int(member) for position in scripts for member in replies[position]]
 
 
 def _store_done_in(pipe: Pipeline, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> None:
@@ -75,6 +78,7 @@ def store_failed(connection: Redis, index: int, error: str) -> None:
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         pipe.zrem(contract.PENDING_SINCE, str(index))
         announce(pipe, index, fields)
+        lists_changed(pipe)
         pipe.execute()
 
 

@@ -14,12 +14,15 @@ from rq import Callback, Queue
 from stack.servers import RedisServer
 
 
-def enqueue(redis_client: Redis, index: int) -> str:
-    """What the API does (see fibapi.store), minus the pending mark; the job's id."""
-    job_id = contract.new_job_id(index)
+def enqueue(redis_client: Redis, index: int, job_id: str = "", batch: list[int] | None = None) -> str:
+    """What the API does (see fibapi.store), minus the pending mark; the job's id.
+
+    With `batch`: the recovery's job for those indexes (`index` names it).
+    """
+    job_id = job_id or contract.new_job_id(index)
     Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
-        contract.JOB_FUNCTION,
-        args=(index,),
+        contract.BATCH_JOB_FUNCTION if batch else contract.JOB_FUNCTION,
+        args=(batch or index,),
         job_id=job_id,
         result_ttl=0,
         on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
@@ -82,14 +85,7 @@ def enqueue_batch(redis_client: Redis, indexes: list[int]) -> str:
     job_id = contract.new_job_id(indexes[0])
     for index in indexes:
         redis_client.hset(contract.status_key(index), mapping=contract.pending_fields(job_id))
-    Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
-        contract.BATCH_JOB_FUNCTION,
-        args=(indexes,),
-        job_id=job_id,
-        result_ttl=0,
-        on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
-    )
-    return job_id
+    return enqueue(redis_client, indexes[0], job_id, batch=indexes)
 
 
 def test_batch_computes_what_is_still_its_own(redis_client: Redis, redis_server: RedisServer) -> None:
