@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from stack.servers import free_port
+from stack.servers import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "nginx" / "templates" / "default.conf.template"
@@ -108,6 +110,18 @@ def write_client_server(workdir: Path, port: int, dist: Path) -> Path:
 def nginx_command(conf: Path) -> list[str]:
     """nginx serving `conf` in the foreground."""
     return ["nginx", "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
+
+
+@contextmanager
+def serving(conf: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """nginx serving `conf` until the block ends, once it listens on `port` (tests, benchmarks)."""
+    process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def nginx_check_command(conf: Path) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from stack.router import nginx_check_command, nginx_command, write_client_server
-from stack.servers import free_port, wait_for_port
+from stack.router import nginx_check_command, serving, write_client_server
+from stack.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "client" / "dist"
@@ -24,13 +24,8 @@ def client_nginx(tmp_path: Path) -> Iterator[str]:
     conf = write_client_server(tmp_path, port, DIST)
     check = subprocess.run(nginx_check_command(conf), capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
-    process = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(conf, port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_deep_links_get_the_app(client_nginx: str) -> None:

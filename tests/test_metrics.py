@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Callback, Queue
 
-from stack.router import nginx_command, write_router
+from stack.router import serving, write_router
 from stack.servers import free_port, wait_for_port
 
 
@@ -141,9 +140,7 @@ def test_metrics_are_never_served_through_the_router(api: API, tmp_path: Path) -
         tmp_path / "router", port, api=f"127.0.0.1:{api.port}", client="127.0.0.1:9", mode="production",
         status_port=status_port,
     )  # fmt: skip
-    router = subprocess.Popen(nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(conf, port):
         for path in ("/metrics", "/stub_status", "/api/metrics"):
             response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
             assert response.status_code == 404, path
@@ -151,9 +148,6 @@ def test_metrics_are_never_served_through_the_router(api: API, tmp_path: Path) -
         status = requests.get(f"http://127.0.0.1:{status_port}/stub_status", timeout=5)
         assert status.status_code == 200
         assert "Active connections" in status.text
-    finally:
-        router.terminate()
-        router.wait(timeout=10)
 
 
 @contextmanager
