@@ -27,7 +27,7 @@ from processes import API, start_worker, wait_until
 from redis import Redis
 
 from stack import router
-from stack.servers import free_port, wait_for_port
+from stack.servers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 GET_PATHS = ("/api/values/current", "/api/values/all", "/api/values/recent")
@@ -60,13 +60,10 @@ def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | Non
     conf = router.write_router(
         work / "router-http", port, api=f"127.0.0.1:{api.port}", client="127.0.0.1:9", mode="production"
     )
-    nginx = subprocess.Popen(router.nginx_command(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port)
-        yield Stack(f"http://127.0.0.1:{port}", api, worker, env)
+        with router.serving(conf, port):
+            yield Stack(f"http://127.0.0.1:{port}", api, worker, env)
     finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
         worker.terminate()
         worker.wait(timeout=30)
         api.stop()
@@ -77,22 +74,21 @@ def static_nginx(work: Path, body: bytes) -> Iterator[str]:
     """nginx answering `body` itself at every path: the router's own ceiling (the baseline)."""
     conf_dir = work / "static-nginx"
     conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / "body.json").write_bytes(body)
+    # In the configuration itself: nginx's workers (nobody, when started as
+    # root) cannot read files under the bench's private directory.
+    text = body.decode()
+    assert "$" not in text, "nginx would read $ as a variable"
+    quoted = text.replace("\\", "\\\\").replace("'", "\\'")
     port = free_port()
     main = (Path(router.ROUTER_MAIN_CONF).read_text()
             .replace("/tmp/", f"{conf_dir}/")  # noqa: S108
             .replace("access_log /dev/stdout;", "access_log /dev/null;")
             .replace("include /etc/nginx/conf.d/*.conf;",
-                     f"server {{ listen 127.0.0.1:{port}; root {conf_dir}; "
-                     "location / { default_type application/json; try_files /body.json =404; } }"))  # fmt: skip
+                     f"server {{ listen 127.0.0.1:{port}; "
+                     f"location / {{ default_type application/json; return 200 '{quoted}'; }} }}"))  # fmt: skip
     (conf_dir / "nginx.conf").write_text(main)
-    nginx = subprocess.Popen(router.nginx_command(conf_dir / "nginx.conf"), stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with router.serving(conf_dir / "nginx.conf", port):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        nginx.terminate()
-        nginx.wait(timeout=10)
 
 
 def seed(stack: Stack) -> None:
@@ -128,6 +124,7 @@ def bench_gets(stack: Stack, work: Path) -> None:
         with static_nginx(work, body) as static_url:
             for conns in CONNECTIONS:
                 baseline = wrk(static_url, conns, SECONDS)
+                assert baseline.not_2xx == 0, "the baseline must answer 200, as the API does"
                 pids = stack.api_pids()
                 cpu_before = cpu_seconds(pids)
                 result = wrk(f"{stack.router_url}{path}", conns, SECONDS)
