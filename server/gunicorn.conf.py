@@ -22,7 +22,8 @@ from fibapi.logs import gunicorn_dict_config
 
 # prometheus-client's multiprocess mode (fibapi/metrics.py): set before any
 # process imports it. Under /tmp, which is writable everywhere the API runs.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fibstack-metrics-"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fibstack-metrics-")
 
 wsgi_app = "fibapi:create_app()"
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
