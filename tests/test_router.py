@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import hostile
+import psycopg
 import pytest
 import requests
 from processes import API, start_worker, wait_until
@@ -277,6 +279,17 @@ def test_pages_outside_api_still_get_the_client(router: str) -> None:
     got, headers, _ = raw_request(router, b"TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert got == 405
     assert headers["content-type"].startswith("text/html")  # not an API request: nginx's own page
+
+
+def test_every_spelling_of_the_submit_path_is_limited_with_it(router: str) -> None:
+    hostile.check_every_submit_spelling_is_limited(router)
+
+
+def test_no_other_spelling_of_the_submit_path_records_anything(router: str, pg_conn: psycopg.Connection) -> None:
+    hostile.check_other_spellings_never_submit(router)
+    # Only the spellings that decode to /api/values itself were submissions.
+    (count,) = pg_conn.execute("SELECT count(*) FROM submissions").fetchone()  # type: ignore[misc]
+    assert count == len(hostile.SAME_PATH)
 
 
 def test_a_limited_submission_says_when_to_retry(router: str) -> None:

@@ -29,6 +29,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.url_map.converters["int"] = AsciiIntegerConverter
+    # /api//values is no spelling of /api/values: a JSON 404, where Werkzeug
+    # would answer an HTML 308 redirect to the merged path.
+    app.url_map.merge_slashes = False
     app.config.update(
         MAX_INDEX=settings.max_index,
         RECENT_LIMIT=settings.recent_limit,

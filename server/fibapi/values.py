@@ -30,8 +30,10 @@ def _request_body() -> bytes:
     return body
 
 
+# One spelling only: the router's rate limit covers every path that reaches
+# this view (it limits every POST), and a second route (the trailing slash)
+# was how clients got round a limit that named the path.
 @bp.post("")
-@bp.post("/")
 def submit() -> tuple[dict[str, Any], int]:
     index = parse_submission(_request_body(), request.content_type, current_app.config["MAX_INDEX"])
     store = get_store()

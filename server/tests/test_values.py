@@ -177,6 +177,24 @@ def test_bad_paths_are_json_404(client: FlaskClient, path: str) -> None:
     assert "error" in response.get_json()
 
 
+@pytest.mark.parametrize("path", ["/api/values/", "/api//values", "/api/values//"])
+def test_submissions_have_one_path(
+    client: FlaskClient, redis_client: Redis, pg_conn: psycopg.Connection, path: str
+) -> None:
+    # Other spellings of /api/values are not a way round the router's limit: JSON 404, nothing done.
+    response = client.post(path, json={"index": 10})
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+    assert count_rows(pg_conn) == 0
+    assert queued_jobs(redis_client) == 0
+
+
+def test_doubled_slashes_are_a_json_404_not_a_redirect(client: FlaskClient) -> None:
+    response = client.get("/api//values/all")
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+
+
 def test_wrong_method_is_json_405(client: FlaskClient) -> None:
     response = client.delete("/api/values/all")
     assert response.status_code == 405
