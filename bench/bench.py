@@ -34,9 +34,10 @@ import worker_jobs  # noqa: E402
 from fibapi.events import KEEPALIVE_SECONDS  # noqa: E402
 from fibworker import contract  # noqa: E402
 from fibworker.fib import fibonacci, to_decimal  # noqa: E402
+from fibworker.jobqueue import fib_queue  # noqa: E402
 from processes import API, start_worker  # noqa: E402
 from redis import Redis  # noqa: E402
-from rq import Callback, Queue  # noqa: E402
+from rq import Callback  # noqa: E402
 from sse import events, open_stream  # noqa: E402
 
 from stack.servers import PostgresServer, RedisServer  # noqa: E402
@@ -106,7 +107,7 @@ def bench_throughput(env: dict[str, str], jobs: int = 400) -> None:
     connection = Redis(port=int(env["REDIS_PORT"]))
     for label, dotted in WORKER_CLASSES.items():
         connection.flushall()
-        queue = Queue(contract.QUEUE_NAME, connection=connection)
+        queue = fib_queue(connection)
         for index in range(1000, 1000 + jobs):
             queue.enqueue_call(
                 contract.JOB_FUNCTION,
@@ -116,9 +117,10 @@ def bench_throughput(env: dict[str, str], jobs: int = 400) -> None:
                 on_failure=Callback(contract.JOB_FAILURE_CALLBACK),
             )
         code = (
-            "import sys; from redis import Redis; from rq import Queue; from rq.utils import import_attribute;"
+            "import sys; from redis import Redis; from rq.utils import import_attribute;"
+            "from rq.serializers import JSONSerializer; from fibworker.jobqueue import FibJob, fib_queue;"
             f"c = Redis(port={env['REDIS_PORT']});"
-            f"import_attribute('{dotted}')([Queue('{contract.QUEUE_NAME}', connection=c)], connection=c)"
+            f"import_attribute('{dotted}')([fib_queue(c)], connection=c, job_class=FibJob, serializer=JSONSerializer)"
             ".work(burst=True, logging_level='WARNING')"
         )
         child_env = os.environ | env | {"PYTHONPATH": str(REPO / "worker")}

@@ -19,9 +19,10 @@ from fibapi.config import Settings
 from fibapi.db import Database
 from fibapi.store import Store
 from fibworker import contract
+from fibworker.jobqueue import fib_queue
 from processes import start_worker, wait_until
 from redis import Redis
-from rq import Callback, Queue
+from rq import Callback
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ def run_workers(env: dict[str, str], processes: int = 1) -> tuple[float, int]:
 
 def enqueue_as_before(redis: Redis, index: int) -> None:
     """How the API queued a job before this release: RQ deleting it at once (result_ttl=0)."""
-    Queue(contract.QUEUE_NAME, connection=redis).enqueue_call(
+    fib_queue(redis).enqueue_call(
         contract.JOB_FUNCTION,
         args=(index,),
         job_id=contract.new_job_id(index),

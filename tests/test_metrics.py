@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 from fibworker import contract
+from fibworker.jobqueue import fib_queue
 from processes import API, start_worker, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
-from rq import Callback, Queue
+from rq import Callback
 
 from stack.router import serving, write_router
 from stack.servers import free_port, wait_for_port
@@ -97,7 +98,7 @@ def test_a_dependency_failing_is_counted_by_name(services_env: dict[str, str], t
 
 def test_worker_reports_its_jobs_and_the_queue(services_env: dict[str, str], tmp_path: Path) -> None:
     redis = Redis(port=int(services_env["REDIS_PORT"]))
-    queue = Queue(contract.QUEUE_NAME, connection=redis)
+    queue = fib_queue(redis)
     for index in (10, 11, 12, 13):
         queue.enqueue_call(
             contract.JOB_FUNCTION,

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError, WatchError
 from redis.retry import Retry
 from rq import Callback, Queue
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from . import contract, requestid, tracing
 from .config import Settings
@@ -62,7 +63,8 @@ class Store:
             decode_responses=False,
             health_check_interval=30,
         )
-        self.queue = Queue(contract.QUEUE_NAME, connection=self.redis)
+        # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
+        self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
         # For the readiness probe and the lists' version: one try, half-second
         # timeouts. The client above may take its 1 s read plus a retry, past

@@ -87,6 +87,12 @@ def recent() -> list[dict[str, Any]]:
 
 
 def _status_or_404(index: int) -> dict[str, Any]:
+    max_index = current_app.config["MAX_INDEX"]
+    if index > max_index:
+        # Never submitted, since no submission can be: answered without
+        # asking Redis or Postgres (an index of 2^63 or more would reach
+        # Postgres as a numeric, which cannot use the primary key).
+        raise APIError(404, "not_found", f"index {index} is above the largest index, {max_index:,}")
     store = get_store()
     status = store.status(index)
     if status is not None:

@@ -7,12 +7,13 @@ import json
 import gmpy2
 import psycopg
 import pytest
-from fibapi import contract
+from fibapi import contract, create_app
+from fibapi.config import Settings
 from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
 
-from stack.servers import RedisServer
+from stack.servers import RedisServer, free_port
 
 
 def submit(client: FlaskClient, index: object) -> tuple[int, dict]:
@@ -193,6 +194,20 @@ def test_doubled_slashes_are_a_json_404_not_a_redirect(client: FlaskClient) -> N
     response = client.get("/api//values/all")
     assert response.status_code == 404
     assert response.get_json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/api/values/10000001", "/api/values/9223372036854775808", "/api/values/99/decimal"])
+def test_impossible_indexes_are_answered_without_postgres_or_redis(services_env: dict[str, str], path: str) -> None:
+    # Nothing listens on these ports: a read that asked either would be a 503.
+    dead = services_env | {"PGPORT": str(free_port()), "REDIS_PORT": str(free_port()), "MAX_INDEX": "50"}
+    app = create_app(Settings.from_env(dead))
+    try:
+        response = app.test_client().get(path)
+    finally:
+        app.extensions["fibstack.db"].close()
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "not_found"
+    assert "above the largest index" in response.get_json()["error"]
 
 
 def test_wrong_method_is_json_405(client: FlaskClient) -> None:

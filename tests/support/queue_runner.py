@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
-from fibworker import contract, jobs
+from fibworker import jobs
+from fibworker.jobqueue import FibJob, fib_queue
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
 
 
 def drain(port: int) -> None:
@@ -14,5 +16,5 @@ def drain(port: int) -> None:
     os.environ.setdefault("REDIS_HOST", "127.0.0.1")
     jobs._settings.cache_clear()
     connection = Redis(port=port)
-    queue = Queue(contract.QUEUE_NAME, connection=connection)
-    SimpleWorker([queue], connection=connection).work(burst=True, with_scheduler=False, logging_level="WARNING")
+    worker = SimpleWorker([fib_queue(connection)], connection=connection, job_class=FibJob, serializer=JSONSerializer)
+    worker.work(burst=True, with_scheduler=False, logging_level="WARNING")

@@ -17,21 +17,24 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
 
-from . import contract, heartbeat, logs, metrics, tracing
+from . import heartbeat, logs, metrics, tracing
 from .config import ConfigError, Settings
+from .jobqueue import FibJob, fib_queue
 from .liveness import Liveness, requeue_orphans
 
 log = logging.getLogger("fibworker")
 
 
 class FibWorker(SimpleWorker):
-    """RQ's SimpleWorker, also touching a file each time its loop turns (heartbeat.py)."""
+    """RQ's SimpleWorker, reading JSON jobs that may run only fibstack's own functions (jobqueue.py),
+    and touching a file each time its loop turns (heartbeat.py)."""
 
     def __init__(self, *args: Any, heartbeat_file: Path, **kwargs: Any) -> None:
         self.heartbeat_file = heartbeat_file
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs | {"job_class": FibJob, "serializer": JSONSerializer})
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # First: the loop turning is what the probe asks about, even while
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     tracing.init()
     connection = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=5)
     wait_for_redis(connection, Path(settings.heartbeat_file), settings.redis.describe())
-    queue = Queue(contract.QUEUE_NAME, connection=connection)
+    queue = fib_queue(connection)
     worker = FibWorker(
         [queue],
         connection=connection,

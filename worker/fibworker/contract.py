@@ -27,6 +27,11 @@ JOB_FAILURE_CALLBACK: Final = "fibworker.jobs.record_failure"
 # API re-queues every recorded index after Redis lost its data (reconcile.py),
 # so that recovery is a few hundred jobs, not one per index.
 BATCH_JOB_FUNCTION: Final = "fibworker.jobs.compute_batch"
+# The only functions a worker runs (fibworker/jobqueue.py refuses any other).
+JOB_FUNCTIONS: Final = (JOB_FUNCTION, BATCH_JOB_FUNCTION)
+# Jobs are written with RQ's JSONSerializer, never pickled: a worker that
+# unpickled what it found in Redis would run whatever was put there.
+JOB_SERIALIZER: Final = "rq.serializers.JSONSerializer"
 # In a job's RQ meta: the X-Request-ID of the request that queued it, which
 # the worker adds to its log lines about the job.
 JOB_META_REQUEST_ID: Final = "request_id"

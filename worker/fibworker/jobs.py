@@ -10,7 +10,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from . import fib, metrics, results, tracing
+from . import contract, fib, metrics, results, tracing
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def compute_batch(indexes: list[int]) -> None:
 
 def record_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseException, tb: Any) -> None:
     """RQ failure callback: make the failure visible to users instead of pending forever."""
+    if job.func_name not in contract.JOB_FUNCTIONS:
+        return  # a refused job (jobqueue.py): its arguments are not ours to act on
     (arg,) = job.args
     # A batch: those of its indexes not computed yet failed with it.
     indexes = results.pending_for(connection, arg, job.id) if isinstance(arg, list) else [arg]

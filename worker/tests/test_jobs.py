@@ -7,9 +7,10 @@ import json
 import gmpy2
 import pytest
 from fibworker import contract, jobs
+from fibworker.jobqueue import fib_queue
 from queue_runner import drain
 from redis import Redis
-from rq import Callback, Queue
+from rq import Callback
 
 from stack.servers import RedisServer
 
@@ -20,7 +21,7 @@ def enqueue(redis_client: Redis, index: int, job_id: str = "", batch: list[int] 
     With `batch`: the recovery's job for those indexes (`index` names it).
     """
     job_id = job_id or contract.new_job_id(index)
-    Queue(contract.QUEUE_NAME, connection=redis_client).enqueue_call(
+    fib_queue(redis_client).enqueue_call(
         contract.BATCH_JOB_FUNCTION if batch else contract.JOB_FUNCTION,
         args=(batch or index,),
         job_id=job_id,

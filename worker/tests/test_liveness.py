@@ -6,16 +6,16 @@ import signal
 from pathlib import Path
 
 from fibworker import contract
+from fibworker.jobqueue import fib_queue
 from processes import start_worker, wait_until
 from redis import Redis
-from rq import Queue
 
 from .test_jobs import enqueue, status
 
 
 def started_jobs(redis_client: Redis) -> list[int]:
     """The indexes of the jobs RQ records as started."""
-    registry = Queue(contract.QUEUE_NAME, connection=redis_client).started_job_registry
+    registry = fib_queue(redis_client).started_job_registry
     return [contract.index_of_job(job_id) for job_id in registry.get_job_ids(cleanup=False)]
 
 
@@ -58,7 +58,7 @@ def test_sigterm_finishes_the_current_job_then_exits(
     assert status(redis_client, 77)["value"] == "5527939700884757"
     # The next job was not started, so it is still waiting in the queue.
     assert status(redis_client, 78) == {}
-    queued = Queue(contract.QUEUE_NAME, connection=redis_client).job_ids
+    queued = fib_queue(redis_client).job_ids
     assert [contract.index_of_job(job_id) for job_id in queued] == [78]
 
 
