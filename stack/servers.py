@@ -283,7 +283,7 @@ class RedisServer(Server):
             *persistence,
             "--maxmemory",
             self.maxmemory,
-            # Redis evicts nothing; the worker keeps values within VALUES_MAX_BYTES.
+            # Redis evicts nothing; the worker keeps values within what maxmemory leaves.
             "--maxmemory-policy",
             "noeviction",
         ]

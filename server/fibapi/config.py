@@ -42,6 +42,13 @@ class Settings:
     # (0 turns the check off; tests call reconcile() directly).
     reconcile_interval_seconds: float = 10.0
     max_body_bytes: int = 1024
+    # Admission control (admission.lua): a new index is refused with a 503
+    # while RQ's queue holds this many jobs, or while Redis's memory other
+    # than the computed values (which give way) is over this share of its
+    # maxmemory. Sized for the shipped maxmemory of 256 MB: the rest leaves
+    # room for the accepted work's results and RQ's own bookkeeping.
+    admission_queue_max: int = 10_000
+    admission_memory_percent: int = 70
     log_level: str = "INFO"
     # Prometheus metrics (all processes added up) on this port, never through
     # the router; 0 turns them off.
@@ -100,6 +107,8 @@ class Settings:
             reconcile_interval_seconds=integer("RECONCILE_INTERVAL_SECONDS", 10, 0, 3600),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
             metrics_port=integer("METRICS_PORT", 9464, 0, 65535),
+            admission_queue_max=integer("ADMISSION_QUEUE_MAX", 10_000, 1, 10_000_000),
+            admission_memory_percent=integer("ADMISSION_MEMORY_PERCENT", 70, 1, 90),
         )
         if "PGPASSWORD" not in env:
             problems.append("PGPASSWORD is required (the Postgres user's password)")

@@ -14,8 +14,18 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
+from .store import OverCapacity
 
 log = logging.getLogger(__name__)
+
+
+# Why new work is refused (store.OverCapacity), what the client is told, and
+# when it should try again (seconds).
+OVER_CAPACITY = {
+    "queue": ("The workers are behind, so new indexes are refused for now; try again in a moment.", 10),
+    "memory": ("Redis is nearly full, so new indexes are refused for now; try again later.", 30),
+    "recomputes": ("Too many dropped values are being computed again; try again in a moment.", 10),
+}
 
 
 class APIError(Exception):
@@ -74,10 +84,19 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(redis.exceptions.OutOfMemoryError)
     def redis_full(exc: Exception) -> Response:
-        # Only when Redis's maxmemory is smaller than the worker's
-        # VALUES_MAX_BYTES plus the statuses and queue: Redis itself evicts
-        # nothing (noeviction), so it refuses writes instead.
+        # Should not happen: admission control (admission.lua) refuses new
+        # work well before Redis is full, and the values make room for new
+        # ones. Redis itself evicts nothing (noeviction), so a Redis full
+        # anyway (someone else's data) refuses writes instead.
         return unavailable(exc, "redis_full", "The queue (Redis) is full; try again later.", retry_after=30)
+
+    @app.errorhandler(OverCapacity)
+    def over_capacity(exc: OverCapacity) -> Response:
+        metrics.ADMISSION_REFUSED.labels(exc.reason).inc()
+        message, retry_after = OVER_CAPACITY[exc.reason]
+        response = error_response(503, "over_capacity", message)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

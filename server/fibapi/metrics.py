@@ -41,6 +41,12 @@ SUBMISSIONS = Counter(
     "refused (code: the error's code)",
     ["outcome", "code"],
 )
+ADMISSION_REFUSED = Counter(
+    "fibstack_api_admission_refused",
+    "New work refused with 503 over_capacity, by reason: queue (too deep), memory (Redis nearly full), "
+    "recomputes (too many dropped values asked for at once)",
+    ["reason"],
+)
 DEPENDENCY_UNAVAILABLE = Counter(
     "fibstack_api_dependency_unavailable", "Answers of 503 because a backing service failed", ["dependency"]
 )
@@ -84,7 +90,7 @@ def submission(queued: bool) -> None:
 
 def refused(code: str) -> None:
     """Count an error answer: as a refused submission if it answers one, as a dependency's failure if a 503."""
-    if request.method == "POST" and request.path.rstrip("/") == "/api/values":
+    if request.endpoint == "values.submit":
         SUBMISSIONS.labels("refused", code).inc()
     dependency = {"postgres_unavailable": "postgres", "redis_unavailable": "redis", "redis_full": "redis"}.get(code)
     if dependency:

@@ -22,6 +22,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _STATUS = {"$ref": "#/components/schemas/Status"}
 _UNAVAILABLE = _json(_ERROR, "Postgres or Redis is unavailable; retry after Retry-After seconds")
+_REFUSED = _json(
+    _ERROR,
+    "Postgres or Redis is unavailable, or (code over_capacity) new work is refused for now: the queue or "
+    "Redis's memory is past its bound; retry after Retry-After seconds",
+)
 
 
 def spec(max_index: int) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def spec(max_index: int) -> dict[str, Any]:
                         "413": _json(_ERROR, "The body is too large"),
                         "415": _json(_ERROR, "The body is not application/json"),
                         "422": _json(_ERROR, f"The index is not a whole number from 0 to {max_index}"),
-                        "503": _UNAVAILABLE,
+                        "503": _REFUSED,
                     },
                 }
             },
@@ -99,7 +104,7 @@ def spec(max_index: int) -> dict[str, Any]:
                     "parameters": [_INDEX],
                     "responses": {
                         "200": _json(_STATUS, "Status"),
-                        "404": _json(_ERROR, "Never submitted"),
+                        "404": _json(_ERROR, "Never submitted (or above the largest index)"),
                         "503": _UNAVAILABLE,
                     },
                 }
@@ -114,7 +119,8 @@ def spec(max_index: int) -> dict[str, Any]:
                             "content": {"text/plain": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}},
                         },
                         "404": _json(_ERROR, "Never submitted, or not computed yet"),
-                        "503": _UNAVAILABLE,
+                        "409": _json(_ERROR, "Dropped to make room, and being computed again; retry after Retry-After"),
+                        "503": _REFUSED,
                     },
                 }
             },

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,30 @@ REQUEST_TIMEOUT_SECONDS = 1.0
 # 2 MB value never sits in memory twice per request.
 CHUNK_BYTES = 64 * 1024
 
-# At most one recomputation of a dropped value per index this often.
+# At most one recomputation of a dropped value per index this often, and at
+# most RECOMPUTES_MAX of them in that time overall: a client asking for the
+# decimals of many dropped values cannot keep the workers busy.
 RECOMPUTE_COOLDOWN_SECONDS = 30
+RECOMPUTES_MAX = 20
 
 # RQ job states in which the job will still run (and so settle its index).
 LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
 
-# Queues an index unless it is pending or done, as one atomic step (see request_computation).
-QUEUE_INDEX = Path(__file__).with_name("queue_index.lua").read_text()
+# Queues an index unless it is pending or done, as one atomic step (see
+# request_computation), and a dropped value again (recompute), each only
+# while there is room for new work (admission.lua, shared by both).
+_ADMISSION = Path(__file__).with_name("admission.lua").read_text()
+QUEUE_INDEX = _ADMISSION + Path(__file__).with_name("queue_index.lua").read_text()
+RECOMPUTE = _ADMISSION + Path(__file__).with_name("recompute.lua").read_text()
+
+
+class OverCapacity(Exception):
+    """New work refused for now: the reason is "queue", "memory" or "recomputes" (admission.lua)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ValueVanished(Exception):
@@ -66,6 +81,7 @@ class Store:
         # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
+        self._recompute = self.redis.register_script(RECOMPUTE)
         # For the readiness probe and the lists' version: one try, half-second
         # timeouts. The client above may take its 1 s read plus a retry, past
         # the probe's 0.8 s deadline; and /all, which needs only Postgres,
@@ -89,8 +105,12 @@ class Store:
             version = self._quick_redis.set(contract.LISTS_VERSION, fresh, nx=True, get=True) or fresh.encode()
         return bytes(version)
 
-    def request_computation(self, index: int) -> bool:
+    def request_computation(self, index: int, admit: bool = True) -> bool:
         """Queue F(index) unless it is pending or computed already; True if queued now.
+
+        Raises OverCapacity, having written nothing, when the index is new
+        and the queue or Redis's memory is past its bound (admission.lua);
+        `admit=False` for work accepted before (a recorded index Redis lost).
 
         Check and enqueue are one Lua script (queue_index.lua), so two API
         replicas receiving the same index at once queue it only once, and a
@@ -102,14 +122,28 @@ class Store:
         status still answers every list, and /decimal recomputes the value.
         """
         with tracing.span("fibstack.queue", **{"fibstack.index": index}):
-            recorder = self.redis.pipeline(transaction=True)
-            recorder.multi()  # as RQ expects of a caller's pipeline; nothing is sent
-            self._queue_in(recorder, index)
-            commands: list[Any] = [len(recorder.command_stack)]
-            for args, _options in recorder.command_stack:
-                commands += [len(args), *args]
-            recorder.reset()
-            return bool(self._queue_index(keys=[contract.status_key(index)], args=commands))
+            commands = self._recorded(lambda pipe: self._queue_in(pipe, index))
+            keys = [contract.status_key(index), self.queue.key, contract.VALUES_BYTES]
+            bounds = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
+            return self._admitted(self._queue_index(keys=keys, args=[*bounds, *commands]))
+
+    def _recorded(self, write: Callable[[Pipeline], None]) -> list[Any]:
+        """The commands `write` queues on a pipeline, flattened for run_recorded (admission.lua); nothing is sent."""
+        recorder = self.redis.pipeline(transaction=True)
+        recorder.multi()  # as RQ expects of a caller's pipeline
+        write(recorder)
+        commands: list[Any] = [len(recorder.command_stack)]
+        for args, _options in recorder.command_stack:
+            commands += [len(args), *args]
+        recorder.reset()
+        return commands
+
+    @staticmethod
+    def _admitted(reply: Any) -> bool:
+        """A queueing script's reply: True if queued now, False if not needed; OverCapacity if refused."""
+        if isinstance(reply, bytes):
+            raise OverCapacity(reply.decode())
+        return bool(reply)
 
     def submitted(self, index: int) -> dict[str, Any]:
         """After a submission is committed: tell every API process its lists changed; the index's status.
@@ -227,15 +261,23 @@ class Store:
             yield chunk
 
     def recompute(self, index: int) -> bool:
-        """Queue F(index) again because its value was dropped; True if queued now.
+        """Queue F(index) again because its value was dropped; True if queued now, OverCapacity if refused.
 
         Single flight with a cooldown: however many ask within
-        RECOMPUTE_COOLDOWN_SECONDS, one job is queued. The status stays "done"
-        (digits, head and tail are still right), so lists are unaffected.
+        RECOMPUTE_COOLDOWN_SECONDS, one job is queued, and at most
+        RECOMPUTES_MAX indexes are in that time, all together; new work like
+        any other, so refused past the admission bounds (recompute.lua). The
+        status stays "done" (digits, head and tail are still right), so lists
+        are unaffected.
         """
-        if not self.redis.set(contract.recompute_key(index), "1", nx=True, ex=RECOMPUTE_COOLDOWN_SECONDS):
+        commands = self._recorded(
+            lambda pipe: self._enqueue(contract.JOB_FUNCTION, index, contract.new_job_id(index), pipe)
+        )
+        keys = [contract.recompute_key(index), contract.RECOMPUTES, self.queue.key, contract.VALUES_BYTES]
+        bounds = [time.time(), RECOMPUTE_COOLDOWN_SECONDS, RECOMPUTES_MAX]
+        bounds += [self.settings.admission_queue_max, self.settings.admission_memory_percent, index]
+        if not self._admitted(self._recompute(keys=keys, args=[*bounds, *commands])):
             return False
-        self._enqueue(contract.JOB_FUNCTION, index, contract.new_job_id(index))
         log.info("value dropped earlier; computing it again", extra={"index": index})
         return True
 

@@ -101,7 +101,9 @@ def _status_or_404(index: int) -> dict[str, Any]:
         recorded = get_db().is_recorded(conn, index)
     if not recorded:
         raise APIError(404, "not_found", f"index {index} has never been submitted")
-    store.request_computation(index)
+    # Recorded, so accepted once: queued again whatever the load (the
+    # reconcile loop would queue it too).
+    store.request_computation(index, admit=False)
     return store.status(index) or contract.public_status(index, {})
 
 

@@ -39,7 +39,7 @@ def test_values_stay_within_their_budget_and_statuses_all_stay(
 ) -> None:
     submit_and_compute(client, redis_server)
     kept = [n for n in LARGE if redis_client.exists(contract.decimal_key(n))]
-    stored = sum(redis_client.strlen(contract.decimal_key(n)) for n in kept)
+    stored = sum(redis_client.memory_usage(contract.decimal_key(n)) for n in kept)
     assert stored == int(redis_client.get(contract.VALUES_BYTES))
     assert stored <= BUDGET
     assert 5 <= len(kept) < len(LARGE)

@@ -16,11 +16,11 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings
-    # The computed values kept in Redis take at most this many bytes; past it
-    # the least recently used are dropped (the API recomputes one when asked).
-    # Keep it well under Redis's maxmemory: statuses, the queue and the events
-    # stream need the rest.
-    values_max_bytes: int = 128 * 1024 * 1024
+    # The computed values kept in Redis take what its maxmemory leaves, read
+    # at each store (results.py, values.lua); past it the least recently used
+    # are dropped (the API recomputes one when asked). This caps them lower
+    # still; 0: no cap of its own.
+    values_max_bytes: int = 0
     # After this long without a heartbeat a worker counts as dead and its job
     # is re-queued (see liveness.py).
     liveness_ttl_seconds: int = 10
@@ -57,7 +57,7 @@ class Settings:
 
         settings = cls(
             redis=redis_settings(env, problems),
-            values_max_bytes=integer("VALUES_MAX_BYTES", cls.values_max_bytes, 1024 * 1024, 2**40),
+            values_max_bytes=integer("VALUES_MAX_BYTES", cls.values_max_bytes, 0, 2**40),
             liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
             heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,
             stall_seconds=integer("WORKER_STALL_SECONDS", cls.stall_seconds, 2, 86_400),

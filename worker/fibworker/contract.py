@@ -96,10 +96,12 @@ def decimal_key(index: int) -> str:
 
 
 # The computed values kept in Redis, as a sorted set (index, scored by last
-# use, Unix seconds), each one's size (a hash), and their total in bytes. The worker keeps the
-# total under VALUES_MAX_BYTES by dropping the least recently used values
-# (values.lua); Redis itself evicts nothing (maxmemory-policy noeviction),
-# so the queue and RQ's own keys are never at risk.
+# use, Unix seconds), each one's size (a hash: the memory its key takes, by
+# MEMORY USAGE), and their total. The worker keeps the total within what
+# Redis's maxmemory leaves once everything else is counted, dropping the
+# least recently used values (values.lua); Redis itself evicts nothing
+# (maxmemory-policy noeviction), so the queue and RQ's own keys are never at
+# risk. The API's admission bound (admission.lua) counts everything but these.
 VALUES_BY_USE: Final = f"{PREFIX}:values-by-use"
 VALUES_SIZES: Final = f"{PREFIX}:values-sizes"
 VALUES_BYTES: Final = f"{PREFIX}:values-bytes"
@@ -108,6 +110,11 @@ VALUES_BYTES: Final = f"{PREFIX}:values-bytes"
 def recompute_key(index: int) -> str:
     """Present while a dropped value's recomputation is queued (single flight, with a cooldown)."""
     return f"{PREFIX}:recompute:{index}"
+
+
+# Sorted set: the indexes recomputed lately (scored by when), bounding how
+# many dropped values are computed again in a while, all together.
+RECOMPUTES: Final = f"{PREFIX}:recomputes"
 
 
 # A fresh random token each time what the lists show changes: the API sets it

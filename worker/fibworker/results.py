@@ -26,6 +26,16 @@ def lists_changed(pipe: Pipeline) -> None:
 # Stores a value and drops the least recently used ones past the budget (values.lua).
 STORE_VALUE = Path(__file__).with_name("values.lua").read_text()
 
+# What the values leave free of Redis's maxmemory: room for the results of
+# the work already accepted (the API stops accepting new work well before,
+# ADMISSION_MEMORY_PERCENT), RQ's own writes, a stored value's copy in flight
+# (a transaction holds it until it runs), and clients' buffers. Without a
+# maxmemory, Redis would grow until the machine ran out: the values then take
+# at most VALUES_BYTES_WITHOUT_MAXMEMORY.
+VALUES_RESERVE_PERCENT = 10
+VALUES_RESERVE_MIN_BYTES = 8 * 1024 * 1024
+VALUES_BYTES_WITHOUT_MAXMEMORY = 128 * 1024 * 1024
+
 
 def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> list[int]:
     """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
@@ -51,7 +61,16 @@ def _store_done_in(pipe: Pipeline, index: int, decimal: str, compute_ms: float, 
     # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
     # every execute, a round trip more per job; Redis caches the compiled
     # script by its hash either way.
-    args = (decimal, index, time.time(), values_max_bytes, contract.DECIMAL_KEY_PREFIX)
+    args = (
+        decimal,
+        index,
+        time.time(),
+        values_max_bytes,
+        contract.DECIMAL_KEY_PREFIX,
+        VALUES_RESERVE_PERCENT,
+        VALUES_RESERVE_MIN_BYTES,
+        VALUES_BYTES_WITHOUT_MAXMEMORY,
+    )
     pipe.eval(STORE_VALUE, len(keys), *keys, *args)
     pipe.delete(contract.status_key(index))
     # No expiry on the small status: lists need only it, and a status that

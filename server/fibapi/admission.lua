@@ -1,0 +1,38 @@
+-- Shared by queue_index.lua and recompute.lua (store.py puts it in front of
+-- each): whether fibstack takes on new work now, and running the commands
+-- that queue it.
+
+-- nil when there is room for new work; else why not: 'queue' while RQ's
+-- queue holds queue_max jobs or more, 'memory' while Redis's memory other
+-- than the computed values (which give way to new ones, values.lua) is over
+-- memory_percent of its maxmemory. A Redis without maxmemory: the queue's
+-- bound only.
+local function over_capacity(queue_key, values_bytes_key, queue_max, memory_percent)
+    if redis.call('LLEN', queue_key) >= queue_max then
+        return 'queue'
+    end
+    local info = redis.call('INFO', 'memory')
+    local maxmemory = tonumber(string.match(info, 'maxmemory:(%d+)'))
+    if maxmemory and maxmemory > 0 then
+        local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+        local values = tonumber(redis.call('GET', values_bytes_key) or '0')
+        if used - values > maxmemory * memory_percent / 100 then
+            return 'memory'
+        end
+    end
+    return nil
+end
+
+-- Run the commands recorded from ARGV[at] on: how many there are, then each
+-- as its argument count and its arguments (RQ's own enqueue and our marks,
+-- as redis-py's pipeline recorded them, store.py).
+local function run_recorded(at)
+    local commands = tonumber(ARGV[at])
+    at = at + 1
+    for _ = 1, commands do
+        local count = tonumber(ARGV[at])
+        redis.call(unpack(ARGV, at + 1, at + count))
+        at = at + count + 1
+    end
+end
+
