@@ -12,8 +12,6 @@ import os
 import resource
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +25,15 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 wsgi_app = "fibapi:create_app()"
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-worker_class = "gevent"
+# gunicorn's gevent worker, ending event streams and idle keep-alive
+# connections at once when asked to stop (fibapi/gunicorn_worker.py).
+worker_class = "fibapi.gunicorn_worker.GeventWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_connections = 4000  # open event streams + requests, per worker
 timeout = 30
-# Shutdown waits this long for requests in flight; event streams are ended
-# at once (below), and browsers reconnect to another replica.
+# Shutdown waits this long for requests in flight; event streams and idle
+# keep-alive connections are ended at once (fibapi/gunicorn_worker.py), and
+# browsers reconnect to another replica.
 graceful_timeout = 10
 keepalive = 5
 reload = os.environ.get("GUNICORN_RELOAD", "") == "1"  # Dockerfile.dev and make dev turn it on
@@ -112,8 +113,7 @@ def post_worker_init(worker: Any) -> None:
     """Background work of a serving process, started once its app is loaded.
 
     The reconcile loop (fibapi/reconcile.py) runs here rather than in
-    create_app, so the flask CLI and tests build apps without it. A watch ends
-    open event streams as soon as this worker is asked to stop.
+    create_app, so the flask CLI and tests build apps without it.
     """
     from fibapi import reconcile
 
@@ -121,13 +121,6 @@ def post_worker_init(worker: Any) -> None:
     interval = app.extensions["fibstack.settings"].reconcile_interval_seconds
     if interval > 0:
         reconcile.start_background(app, interval)
-
-    def watch() -> None:
-        while worker.alive:
-            time.sleep(0.5)
-        app.extensions["fibstack.events"].stop()
-
-    threading.Thread(target=watch, name="shutdown-watch", daemon=True).start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -102,6 +102,69 @@ def test_sigterm_ends_open_streams_and_exits_cleanly(stack: API) -> None:
     assert list(events(stream)) == []
 
 
+def test_a_restart_is_not_held_up_by_event_streams_or_idle_connections(
+    services_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Streams open and reopening (as browsers do), idle keep-alive connections, submissions: SIGTERM.
+
+    gunicorn waited for all of them up to its graceful timeout (10 s); now
+    the streams end, the idle connections close, the submissions in flight
+    are answered, and it exits. Every 202 was committed.
+    """
+    import threading
+
+    import psycopg
+
+    api = API(services_env, tmp_path / "api.log", workers=2)
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def reopening_stream() -> None:
+        while not stop.is_set():
+            try:
+                with requests.get(f"{api.url}/api/events", stream=True, timeout=30) as stream:
+                    for _ in stream.iter_lines():
+                        if stop.is_set():
+                            return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+
+    def submitting(offset: int) -> None:
+        index = offset
+        session = requests.Session()  # keep-alive: its connection sits idle between requests
+        while not stop.is_set():
+            index += 4
+            try:
+                if session.post(f"{api.url}/api/values", json={"index": index}, timeout=15).status_code == 202:
+                    answered.append(index)
+            except requests.RequestException:
+                time.sleep(0.05)
+            time.sleep(0.02)
+
+    idle = [requests.Session() for _ in range(20)]
+    for session in idle:
+        session.get(f"{api.url}/api/healthz", timeout=5)
+    threads = [threading.Thread(target=reopening_stream) for _ in range(20)]
+    threads += [threading.Thread(target=submitting, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    started = time.monotonic()
+    assert api.stop() == 0
+    took = time.monotonic() - started
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=35)
+    # Far from the graceful timeout (10 s) that held it before.
+    assert took < 5, f"SIGTERM to exit took {took:.1f} s"
+    assert answered
+    connection = {name.removeprefix("PG").lower(): services_env[name] for name in ("PGHOST", "PGPORT", "PGUSER")}
+    with psycopg.connect(**connection, password=services_env["PGPASSWORD"], dbname=services_env["PGDATABASE"]) as conn:
+        recorded = {number for (number,) in conn.execute("SELECT number FROM submissions")}
+    assert set(answered) <= recorded
+
+
 def test_every_response_is_json_even_for_errors(stack: API) -> None:
     for response in (
         requests.post(f"{stack.url}/api/values", data="index=1", timeout=5),

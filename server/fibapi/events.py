@@ -53,6 +53,11 @@ class Broadcaster:
 
     def subscribe(self) -> queue.Queue[Event | None]:
         inbox: queue.Queue[Event | None] = queue.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        if self._stopping.is_set():
+            # Shutting down: the stream ends at once, and the browser
+            # reconnects (after RETRY_MS) to a replica that is not.
+            inbox.put_nowait(None)
+            return inbox
         with self._lock:
             self._subscribers.add(inbox)
             following = self._thread is not None and self._thread.is_alive()
