@@ -56,9 +56,16 @@ def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | Non
     api = API(env | (api_env or {}), work / "api-http.log", workers=2)
     worker = start_worker(env, work / "worker-http.log")
     port = free_port()
-    # The client upstream is never asked: only /api paths are measured.
+    # The client upstream is never asked: only /api paths are measured. wrk's
+    # load is many clients' but comes from one address: the router's cap on
+    # one address's requests in progress (REQUESTS_PER_CLIENT) is lifted.
     conf = router.write_router(
-        work / "router-http", port, api=f"127.0.0.1:{api.port}", client="127.0.0.1:9", mode="production"
+        work / "router-http",
+        port,
+        api=f"127.0.0.1:{api.port}",
+        client="127.0.0.1:9",
+        mode="production",
+        requests_per_client=100_000,
     )
     try:
         with router.serving(conf, port):
@@ -183,14 +190,26 @@ def memory(stack: Stack) -> tuple[float, float, float, float]:
 STREAM_REQUEST = b"GET /api/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
 
 
-def open_raw_streams(url: str, count: int) -> tuple[list[socket.socket], Counter[str]]:
-    """Open `count` event streams through the router, as browsers do; the sockets, and how each was answered."""
+# Streams per client address in the bench: as many as a busy office behind
+# one address, under the router's cap (EVENT_STREAMS_PER_CLIENT, 100).
+STREAMS_PER_ADDRESS = 50
+
+
+def open_raw_streams(url: str, count: int, first: int = 0) -> tuple[list[socket.socket], Counter[str]]:
+    """Open `count` event streams through the router, as browsers do; the sockets, and how each was answered.
+
+    From many loopback addresses (127.0.1.1, 127.0.1.2, ...), STREAMS_PER_ADDRESS
+    each, as pages from many places; `first` numbers the first stream, so a
+    second call goes on with new addresses.
+    """
     host, port = url.removeprefix("http://").split(":")
     sockets: list[socket.socket] = []
     answers: Counter[str] = Counter()
-    for _ in range(count):
+    for n in range(first, first + count):
+        client = n // STREAMS_PER_ADDRESS
+        source = f"127.0.{1 + client // 250}.{1 + client % 250}"
         try:
-            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
             sock.sendall(STREAM_REQUEST)
             sockets.append(sock)
         except OSError as exc:
@@ -219,7 +238,7 @@ def bench_streams(stack: Stack, held: int = 5000, past: int = 1200) -> None:
             f"| {answers['200']:,} | {summary} | {loaded.per_second:,.0f} | {loaded.p50_ms:.2f} "
             f"| {loaded.p99_ms:.2f} | {loaded.p99_ms / idle.p99_ms:.2f} |"
         )
-        more, past_answers = open_raw_streams(stack.router_url, past)
+        more, past_answers = open_raw_streams(stack.router_url, past, first=held)
         summary = ", ".join(f"{count:,} × {status}" for status, count in past_answers.most_common())
         print(f"| {answers['200'] + past_answers['200']:,} | {past:,} more asked for: {summary} | | | | |")
     finally:

@@ -63,6 +63,8 @@ def write_router(
     mode: str,
     trusted_proxies: str = "",
     event_streams_max: int = 6000,
+    event_streams_per_client: int = 100,
+    requests_per_client: int = 100,
     status_port: int | None = None,
 ) -> Path:
     """The router listening on 127.0.0.1:`port`; returns the main config's path.
@@ -80,6 +82,8 @@ def write_router(
             "CONTENT_SECURITY_POLICY": csp(mode),
             "REAL_IP_CONFIG": real_ip_config(trusted_proxies),
             "EVENT_STREAMS_MAX": str(event_streams_max),
+            "EVENT_STREAMS_PER_CLIENT": str(event_streams_per_client),
+            "REQUESTS_PER_CLIENT": str(requests_per_client),
         },
     )
     site = site.replace("listen 8080;", f"listen 127.0.0.1:{port};")

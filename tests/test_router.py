@@ -292,6 +292,20 @@ def test_no_other_spelling_of_the_submit_path_records_anything(router: str, pg_c
     assert count == len(hostile.SAME_PATH)
 
 
+def test_one_client_cannot_hold_every_stream(router: str) -> None:
+    # 127.0.0.1 takes its 100 streams (the shipped cap) and is refused one more; 127.0.0.2 is not.
+    hostile.check_one_client_at_its_cap(router, hostile.hold_streams, 100, source="127.0.0.1", other="127.0.0.2")
+
+
+def test_one_client_cannot_hold_every_connection(router: str) -> None:
+    # 100 requests in progress (bodies that never come) from 127.0.0.1: its next is a 429, 127.0.0.2's are not.
+    hostile.check_one_client_at_its_cap(router, hostile.hold_requests, 100, source="127.0.0.1", other="127.0.0.2")
+
+
+def test_slow_clients_are_cut_off(router: str) -> None:
+    hostile.check_slow_clients_are_cut_off(router)
+
+
 def test_a_limited_submission_says_when_to_retry(router: str) -> None:
     def submit(index: int) -> requests.Response:
         return requests.post(f"{router}/api/values", json={"index": index}, timeout=10)
