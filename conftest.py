@@ -1,7 +1,9 @@
 """Fixtures shared by every suite: real Postgres and Redis servers.
 
 They start once per test session on free ports (see stack/servers.py)
-and are wiped between tests.
+and are wiped between tests. The services connect to Postgres as the API's
+own least-privilege role, which the migration step makes (fibapi/migrate.py);
+pg_conn, for the tests' own checks, as the superuser.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from redis import Redis
+from schema import migrate_server, superuser_connection
 
 from stack.servers import PostgresServer, RedisServer
 
@@ -44,8 +47,10 @@ def services_env(postgres: PostgresServer, redis_server: RedisServer) -> dict[st
     for server in (postgres, redis_server):
         if not server.running:  # an outage test left it stopped after a failure
             server.start()
-    with psycopg.connect(**_pg_kwargs(postgres), autocommit=True) as conn:
+    with superuser_connection(postgres) as conn:
         conn.execute("DROP TABLE IF EXISTS submissions, indexes")
+    # As every deployment runs it before the API: the API's own role, and its tables.
+    migrate_server(postgres)
     Redis(port=redis_server.port).flushall()
     return postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "WARNING"}
 
@@ -57,15 +62,5 @@ def redis_client(services_env: dict[str, str], redis_server: RedisServer) -> Red
 
 @pytest.fixture
 def pg_conn(services_env: dict[str, str], postgres: PostgresServer) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(**_pg_kwargs(postgres), autocommit=True) as conn:
+    with superuser_connection(postgres) as conn:
         yield conn
-
-
-def _pg_kwargs(postgres: PostgresServer) -> dict[str, object]:
-    return {
-        "host": "127.0.0.1",
-        "port": postgres.port,
-        "user": postgres.user,
-        "password": postgres.password,
-        "dbname": postgres.database,
-    }

@@ -38,6 +38,7 @@ from fibworker.jobqueue import fib_queue  # noqa: E402
 from processes import API, start_worker  # noqa: E402
 from redis import Redis  # noqa: E402
 from rq import Callback  # noqa: E402
+from schema import migrate_server  # noqa: E402
 from sse import events, open_stream  # noqa: E402
 
 from stack.servers import PostgresServer, RedisServer  # noqa: E402
@@ -88,6 +89,7 @@ def services() -> Iterator[dict[str, str]]:
     postgres, redis_server = PostgresServer(pg_dir), RedisServer(redis_dir, maxmemory="1gb")
     postgres.start()
     redis_server.start()
+    migrate_server(postgres)
     try:
         yield postgres.env() | redis_server.env() | {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL_SECONDS": "0"}
     finally:

@@ -49,11 +49,9 @@ fi
 [ -n "${REGISTRY:-}" ] || die "set REGISTRY (e.g. REGISTRY=ghcr.io/you), or KIND_CLUSTER=<name> / MINIKUBE=1 for a local cluster"
 images=(fibstack-api fibstack-worker fibstack-client fibstack-router)
 
-# The dev overlay's Postgres password: random, in a git-ignored file, made once.
-password_file=k8s/overlays/dev/postgres-password.env
-if [ "$(realpath "$overlay")" = "$(realpath k8s/overlays/dev)" ] && [ ! -f "$password_file" ]; then
-    printf 'password=%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >"$password_file"
-    say "wrote a random Postgres password to $password_file (git-ignored)"
+# The dev overlay's passwords: random, in git-ignored files, made once.
+if [ "$(realpath "$overlay")" = "$(realpath k8s/overlays/dev)" ]; then
+    scripts/k8s-dev-secrets.sh
 fi
 
 # The overlay with this commit's images, in a kustomization of its own so
@@ -95,11 +93,21 @@ fi
 
 namespace=$(awk '/^kind: Namespace$/ {found = 1} found && /^  name: / {print $2; exit}' "$work/rendered.yaml")
 [ -n "$namespace" ] || die "the render has no Namespace"
-if grep -q "name: fibstack-postgres-password$" "$work/rendered.yaml" && ! grep -q "^kind: Secret$" "$work/rendered.yaml"; then
-    # prod: the Secret is the user's, never in the repo.
+if ! grep -q "^kind: Secret$" "$work/rendered.yaml"; then
+    # prod: the Secrets and the CA bundle are the user's, never in the repo.
     "$KUBECTL" get namespace "$namespace" >/dev/null 2>&1 || "$KUBECTL" create namespace "$namespace"
-    "$KUBECTL" -n "$namespace" get secret fibstack-postgres-password >/dev/null 2>&1 || die "create the Postgres password Secret first:
-    $KUBECTL -n $namespace create secret generic fibstack-postgres-password --from-literal=password='<the password>'"
+    missing=()
+    kubectl_ns="$KUBECTL -n $namespace"
+    $kubectl_ns get secret fibstack-postgres-admin >/dev/null 2>&1 || missing+=("    $kubectl_ns create secret generic fibstack-postgres-admin --from-literal=username='<the master user>' --from-literal=password='<its password>'")
+    $kubectl_ns get secret fibstack-postgres-password >/dev/null 2>&1 || missing+=("    $kubectl_ns create secret generic fibstack-postgres-password --from-literal=password='<a new password for the API's role>'")
+    $kubectl_ns get secret fibstack-redis-password >/dev/null 2>&1 || missing+=("    $kubectl_ns create secret generic fibstack-redis-password --from-literal=password='<the Redis AUTH token>'")
+    if grep -q "name: fibstack-postgres-ca$" "$work/rendered.yaml"; then
+        $kubectl_ns get configmap fibstack-postgres-ca >/dev/null 2>&1 || missing+=("    $kubectl_ns create configmap fibstack-postgres-ca --from-file=ca.pem=<your cloud's CA bundle, see the README>")
+    fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        die "create these first (see the README, Kubernetes):
+$(printf '%s\n' "${missing[@]}")"
+    fi
 fi
 
 say "applying $overlay to namespace $namespace with images $REGISTRY/fibstack-*:$TAG"

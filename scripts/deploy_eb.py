@@ -15,10 +15,20 @@
 4. Update the environment to it and wait until it is Ready, Green and on
    that version; otherwise print Beanstalk's events and exit 1.
 
-Environment: EB_APP, EB_ENV, REGISTRY (required); TAG (default: the current
-commit); AWS_REGION or AWS_DEFAULT_REGION; EB_BUCKET; EB_TIMEOUT_SECONDS
-(default 900); credentials as the AWS SDK finds them. AWS_ENDPOINT_URL points
-every AWS call elsewhere, as the tests do (a local stand-in).
+Secrets never go in the bundle or in Beanstalk's environment properties
+(which every container of the ECS platform receives): on the ECS platform
+each container names the Parameter Store parameters it needs
+(PGPASSWORD, MIGRATION_PGPASSWORD, REDIS_PASSWORD under EB_PARAMETER_PATH,
+default /fibstack), which ECS reads with the task execution role
+EB_EXECUTION_ROLE_ARN; on the Docker platform each service takes only its
+own from the environment's secrets.
+
+Environment: EB_APP, EB_ENV, REGISTRY (required); EB_EXECUTION_ROLE_ARN
+(required for the ECS platform); EB_PARAMETER_PATH; TAG (default: the
+current commit); AWS_REGION or AWS_DEFAULT_REGION; EB_BUCKET;
+EB_TIMEOUT_SECONDS (default 900); credentials as the AWS SDK finds them.
+AWS_ENDPOINT_URL points every AWS call elsewhere, as the tests do (a local
+stand-in).
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("api", "worker", "client", "router")
 CERTS = REPO / "eb" / "certs"
+# The Parameter Store path the Dockerrun's secrets name (its valueFrom).
+PARAMETER_PATH = "/fibstack"
 
 
 class DeployError(Exception):
@@ -50,10 +62,18 @@ def image(registry: str, service: str, tag: str) -> str:
     return f"{registry}/fibstack-{service}:{tag}"
 
 
-def dockerrun(registry: str, tag: str) -> bytes:
+def dockerrun(
+    registry: str, tag: str, execution_role: str = "set-by-deploy", parameters: str = PARAMETER_PATH
+) -> bytes:
+    """Dockerrun.aws.json with the commit's images, the execution role, and the secrets' Parameter Store path."""
     spec = json.loads((REPO / "Dockerrun.aws.json").read_text())
+    spec["executionRoleArn"] = execution_role
     for container in spec["containerDefinitions"]:
-        container["image"] = image(registry, container["name"], tag)
+        # The placeholder names the image's service (the migrate container runs the API's image).
+        service = container["image"].removeprefix("fibstack-").removesuffix(":set-by-deploy")
+        container["image"] = image(registry, service, tag)
+        for secret in container.get("secrets", []):
+            secret["valueFrom"] = parameters.rstrip("/") + secret["valueFrom"].removeprefix(PARAMETER_PATH)
     return (json.dumps(spec, indent=2) + "\n").encode()
 
 
@@ -67,12 +87,13 @@ def eb_compose(registry: str, tag: str) -> bytes:
     return text.encode()
 
 
-def bundle(platform: str, registry: str, tag: str) -> bytes:
+def bundle(platform: str, registry: str, tag: str, execution_role: str = "set-by-deploy") -> bytes:
     """The source bundle, as a zip file's bytes."""
     buffer = io.BytesIO()
+    parameters = os.environ.get("EB_PARAMETER_PATH", "").strip() or PARAMETER_PATH
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         if platform == "ecs":
-            archive.writestr("Dockerrun.aws.json", dockerrun(registry, tag))
+            archive.writestr("Dockerrun.aws.json", dockerrun(registry, tag, execution_role, parameters))
         else:
             archive.writestr("docker-compose.yml", eb_compose(registry, tag))
         certs = sorted(CERTS.glob("*.pem")) if CERTS.is_dir() else []
@@ -130,7 +151,10 @@ def main() -> int:
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
         ).stdout.strip()
     )
-    source = bundle(options.platform, registry, tag)
+    role = os.environ.get("EB_EXECUTION_ROLE_ARN", "").strip()
+    if options.platform == "ecs" and not role and not options.bundle_only:
+        required("EB_EXECUTION_ROLE_ARN")  # ECS reads the containers' secrets from Parameter Store with it
+    source = bundle(options.platform, registry, tag, role or "set-by-deploy")
     if options.bundle_only:
         options.bundle_only.write_bytes(source)
         print(f"deploy-eb: wrote {options.bundle_only} (images {registry}/fibstack-*:{tag})")

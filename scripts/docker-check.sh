@@ -8,6 +8,8 @@
 #   5. the monitoring profile: Prometheus scrapes the API, the worker and the
 #      router's exporter, and loads the alert rules
 #   6. `docker-compose down -v`: nothing of the stack is left
+#   7. the production stack (docker-compose.prod.yml), tried as a hostile
+#      client and an intruder would (tests/support/compose_prod.py)
 # Needs a running Docker engine (scripts/ensure-docker.sh). Where no registry
 # is reachable, build base images first: ../shared/offline-images/build-standins --from-project .
 # COMPOSE="docker compose" runs it with Compose v2.
@@ -41,7 +43,7 @@ wait_for() {  # wait_for <seconds> <description> <command...>
 created_env=
 if [ ! -f .env ]; then
     created_env=1
-    printf 'POSTGRES_PASSWORD=%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >.env
+    scripts/new-env.sh
 fi
 
 cleanup() {
@@ -53,17 +55,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "1/6: build every image and start the stack"
+step "1/7: build every image and start the stack"
 "${compose[@]}" build
 "${compose[@]}" up -d
 wait_for 180 "the stack answers at $base" curl -fsS -o /dev/null "$base/api/readyz"
 wait_for 60 "the client answers at $base" curl -fsS -o /dev/null "$base/"
 
-step "2/6: the browser test against $base"
+step "2/7: the browser test against $base"
 (cd client && E2E_BASE_URL=$base ../scripts/with-node npx vitest run --config vitest.e2e.config.ts) \
     || fail "the browser test"
 
-step "3/6: restart postgres; the submitted indexes survive"
+step "3/7: restart postgres; the submitted indexes survive"
 before=$(curl -fsS "$base/api/values/all")
 grep -q '{"number":1000000}' <<<"$before" || fail "the browser test's submissions are not recorded: $before"
 "${compose[@]}" restart postgres
@@ -72,7 +74,7 @@ after=$(curl -fsS "$base/api/values/all")
 [ "$before" = "$after" ] || fail "the indexes changed across the restart: $before -> $after"
 echo "the same $(grep -o number <<<"$after" | wc -l) submissions before and after the restart"
 
-step "4/6: edit the sources in their bind mounts"
+step "4/7: edit the sources in their bind mounts"
 token="reloaded-$RANDOM$RANDOM"
 sed -i "s/return {\"status\": \"ok\"}/return {\"status\": \"ok\", \"edit\": \"$token\"}/" "$api_source"
 grep -q "$token" "$api_source" || fail "could not edit $api_source"
@@ -86,7 +88,7 @@ echo "the worker restarted after its source changed"
 cp "$work/api_source" "$api_source"
 cp "$work/worker_source" "$worker_source"
 
-step "5/6: the monitoring profile: Prometheus scrapes the API, the worker and the router"
+step "5/7: the monitoring profile: Prometheus scrapes the API, the worker and the router"
 scripts/monitoring-images.sh
 "${all_profiles[@]}" up -d prometheus nginx-exporter
 prometheus=http://127.0.0.1:$prometheus_port
@@ -106,7 +108,7 @@ submitted=$(curl -fsS -G "$prometheus/api/v1/query" --data-urlencode 'query=sum(
     | python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
 echo "$rules rules loaded; submissions counted since the API started: $submitted"
 
-step "6/6: down -v leaves nothing behind"
+step "6/7: down -v leaves nothing behind"
 "${all_profiles[@]}" down -v --remove-orphans
 label="label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
 [ -z "$(docker ps -aq --filter "$label")" ] || fail "containers are left: $(docker ps -a --filter "$label")"
@@ -114,4 +116,7 @@ label="label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
 [ -z "$(docker network ls -q --filter "$label")" ] || fail "networks are left"
 echo "no container, volume or network of the stack is left"
 
-printf '\ndocker-check: all 6 steps passed\n'
+step "7/7: the production stack, tried as a hostile client and an intruder would"
+COMPOSE="${compose[*]}" .venv/bin/python tests/support/compose_prod.py || fail "the production stack's checks"
+
+printf '\ndocker-check: all 7 steps passed\n'

@@ -86,9 +86,17 @@ def procfile(prod_client: bool) -> tuple[str, dict[str, str]]:
         client=f"127.0.0.1:{PORTS['client']}",
         mode="production" if prod_client else "development",
     )
+    # The migration step, as deployments run it before the API: the API's
+    # own role and its tables, as the cluster's superuser (whose password
+    # only this line sees). Then it idles: honcho stops everything once any
+    # process exits, and the API answers 503 until it has run.
+    migrate = [PYTHON, "-m", "fibapi.migrate", "--wait", "60"]
+    superuser = {name: value for name, value in postgres.migration_env().items() if name.startswith("MIGRATION_")}
+    migration = shell(["sh", "-c", '"$@" && exec sleep infinity', "migrate", *migrate], REPO / "server", superuser)
     lines = {
         "postgres": shell(postgres.command()),
         "redis": shell(redis.command()),
+        "migrate": migration,
         "api": shell([PYTHON, "-m", "gunicorn", "--config", "gunicorn.conf.py"], REPO / "server", api_env),
         "worker": shell([PYTHON, "-m", "fibworker"], REPO / "worker", {"METRICS_PORT": str(PORTS["worker_metrics"])}),
         "client": client,

@@ -22,6 +22,7 @@ TEMPLATE = REPO / "nginx" / "templates" / "default.conf.template"
 CSP_FILE = REPO / "nginx" / "csp.env"
 ROUTER_MAIN_CONF = REPO / "nginx" / "nginx.conf"
 REAL_IP_SCRIPT = REPO / "nginx" / "docker-entrypoint.d" / "06-fibstack-real-ip.envsh"
+WORKERS_SCRIPT = REPO / "nginx" / "docker-entrypoint.d" / "07-fibstack-worker-processes.envsh"
 CLIENT_CONF = REPO / "client" / "nginx.conf"
 
 
@@ -39,20 +40,24 @@ def csp(mode: str) -> str:
     raise KeyError(f"no policy for mode {mode!r} in {CSP_FILE}")
 
 
-def real_ip_config(trusted_proxies: str) -> str:
-    """nginx's realip directives for TRUSTED_PROXIES, as the image computes them.
+def entrypoint_variable(script: Path, name: str, env: dict[str, str] | None = None) -> str:
+    """A variable one of the image's entrypoint scripts (nginx/docker-entrypoint.d) computes.
 
-    Runs the image's own script (nginx/docker-entrypoint.d/06-fibstack-real-ip.envsh),
-    so the local stack and the containers cannot drift apart.
+    Runs the image's own script, so the local stack and the containers cannot drift apart.
     """
     result = subprocess.run(
-        ["sh", "-c", '. "$1" && printf %s "$REAL_IP_CONFIG"', "sh", str(REAL_IP_SCRIPT)],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TRUSTED_PROXIES": trusted_proxies},
+        ["sh", "-c", f'. "$1" && printf %s "${name}"', "sh", str(script)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")} | (env or {}),
         capture_output=True,
         text=True,
         check=True,
     )
     return result.stdout
+
+
+def real_ip_config(trusted_proxies: str) -> str:
+    """nginx's realip directives for TRUSTED_PROXIES, as the image computes them."""
+    return entrypoint_variable(REAL_IP_SCRIPT, "REAL_IP_CONFIG", {"TRUSTED_PROXIES": trusted_proxies})
 
 
 def write_router(
@@ -81,6 +86,9 @@ def write_router(
             "CLIENT_UPSTREAM": client,
             "CONTENT_SECURITY_POLICY": csp(mode),
             "REAL_IP_CONFIG": real_ip_config(trusted_proxies),
+            "TRUSTED_PROXY_RANGES": entrypoint_variable(
+                REAL_IP_SCRIPT, "TRUSTED_PROXY_RANGES", {"TRUSTED_PROXIES": trusted_proxies}
+            ),
             "EVENT_STREAMS_MAX": str(event_streams_max),
             "EVENT_STREAMS_PER_CLIENT": str(event_streams_per_client),
             "REQUESTS_PER_CLIENT": str(requests_per_client),
@@ -93,6 +101,8 @@ def write_router(
     # The image's temporary paths first, before `workdir` (which may itself be under /tmp) is written in.
     main = main.replace("/tmp/", f"{workdir}/")  # noqa: S108
     main = main.replace("include /etc/nginx/conf.d/*.conf;", f"include {workdir}/fibstack.conf;")
+    workers = entrypoint_variable(WORKERS_SCRIPT, "NGINX_WORKER_PROCESSES")
+    main = main.replace("include /etc/nginx/conf.d/*.main;", f"worker_processes {workers};")
     path = workdir / "nginx.conf"
     path.write_text(main)
     return path

@@ -116,8 +116,11 @@ class Server:
 
 
 class PostgresServer(Server):
+    # The cluster's superuser (initdb's), which the migration step connects as,
+    # and the API's least-privilege role, which that step makes (fibapi/migrate.py).
     user = "fibstack"
     database = "fibstack"
+    app_user = "fibstack_app"
 
     def __init__(
         self, workdir: Path, port: int | None = None, durable: bool = False, tls: Certificates | None = None
@@ -127,12 +130,9 @@ class PostgresServer(Server):
         # With certificates: TLS only, as RDS requires (no unencrypted connection is accepted).
         self.tls = tls
         self.data = workdir / "data"
-        # A random password per cluster, kept beside it (never in the repository).
-        password_file = workdir / "password"
-        if not password_file.exists():
-            password_file.write_text(secrets.token_urlsafe(18))
-            password_file.chmod(0o600)
-        self.password = password_file.read_text().strip()
+        # Random passwords per cluster, kept beside it (never in the repository).
+        self.password = _kept_secret(workdir / "password")
+        self.app_password = _kept_secret(workdir / "app-password")
         self.bindir = postgres_bindir()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
@@ -230,16 +230,29 @@ class PostgresServer(Server):
         super().stop(sig)
 
     def env(self) -> dict[str, str]:
+        """What the API reads: its own role (once the migration step has made it)."""
         env = {
             "PGHOST": "127.0.0.1",
             "PGPORT": str(self.port),
-            "PGUSER": self.user,
-            "PGPASSWORD": self.password,
+            "PGUSER": self.app_user,
+            "PGPASSWORD": self.app_password,
             "PGDATABASE": self.database,
         }
         if self.tls:
             env |= {"PGHOST": "localhost", "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(self.tls.ca)}
         return env
+
+    def migration_env(self) -> dict[str, str]:
+        """What the migration step reads besides env(): the superuser it connects as."""
+        return self.env() | {"MIGRATION_PGUSER": self.user, "MIGRATION_PGPASSWORD": self.password}
+
+
+def _kept_secret(path: Path) -> str:
+    """A random password kept in `path` (made on first use, readable by its owner only)."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(18))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 class RedisServer(Server):

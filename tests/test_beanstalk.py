@@ -16,29 +16,83 @@ import botocore.session
 import pytest
 import yaml
 from botocore.validate import ParamValidator
-from env_names import API_READS, WORKER_READS, router_reads
+from env_names import API_READS, MIGRATION_READS, WORKER_READS, router_reads
 from kube import K8S, one, render
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERRUN = json.loads((REPO / "Dockerrun.aws.json").read_text())
 EB_COMPOSE = yaml.safe_load((REPO / "docker-compose.eb.yml").read_text())
 CONTAINERS = {c["name"]: c for c in DOCKERRUN["containerDefinitions"]}
-READS = {"api": API_READS, "worker": WORKER_READS, "router": router_reads(), "client": set()}
+READS = {
+    "api": API_READS,
+    "migrate": MIGRATION_READS,
+    "worker": WORKER_READS,
+    "router": router_reads(),
+    "client": set(),
+}
+# The secrets each container uses, and no other: the router and the client none.
+SECRETS = {
+    "migrate": {"PGPASSWORD", "MIGRATION_PGPASSWORD"},
+    "api": {"PGPASSWORD", "REDIS_PASSWORD"},
+    "worker": {"REDIS_PASSWORD"},
+    "client": set(),
+    "router": set(),
+}
+ALL_SECRETS = set().union(*SECRETS.values())
 
 
 def ecs_errors(containers: list[dict[str, Any]], volumes: list[dict[str, Any]]) -> str:
     model = botocore.session.get_session().get_service_model("ecs")
     shape = model.operation_model("RegisterTaskDefinition").input_shape
-    report = ParamValidator().validate(
-        {"family": "fibstack", "containerDefinitions": containers, "volumes": volumes}, shape
-    )
+    task = {"family": "fibstack", "containerDefinitions": containers, "volumes": volumes}
+    task["executionRoleArn"] = DOCKERRUN["executionRoleArn"]
+    report = ParamValidator().validate(task, shape)
     return report.generate_report() if report.has_errors() else ""
 
 
 def test_dockerrun_is_version_2_and_valid_for_ecs() -> None:
     assert DOCKERRUN["AWSEBDockerrunVersion"] == 2
-    assert set(DOCKERRUN) <= {"AWSEBDockerrunVersion", "containerDefinitions", "volumes", "authentication"}
+    assert set(DOCKERRUN) <= {
+        "AWSEBDockerrunVersion",
+        "containerDefinitions",
+        "volumes",
+        "authentication",
+        "executionRoleArn",
+    }
     assert ecs_errors(DOCKERRUN["containerDefinitions"], DOCKERRUN["volumes"]) == ""
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_each_container_gets_only_the_secrets_it_uses(name: str) -> None:
+    container = CONTAINERS[name]
+    assert {secret["name"] for secret in container.get("secrets", [])} == SECRETS[name]
+    assert all(secret["valueFrom"] == f"/fibstack/{secret['name']}" for secret in container.get("secrets", []))
+    assert not ALL_SECRETS & {e["name"] for e in container.get("environment", [])}  # never in the clear
+    service = EB_COMPOSE["services"][name]
+    assert ALL_SECRETS & set(service.get("environment", {})) == SECRETS[name]
+    assert "env_file" not in service  # which would hand a container every property Beanstalk has
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_every_container_is_locked_down_as_on_kubernetes(name: str) -> None:
+    container, service = CONTAINERS[name], EB_COMPOSE["services"][name]
+    assert container["readonlyRootFilesystem"] is True
+    assert container["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
+    assert container["dockerSecurityOptions"] == ["no-new-privileges"]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"]
+    assert service["security_opt"] == ["no-new-privileges:true"]
+    tmpfs = {mount["containerPath"] for mount in container["linuxParameters"].get("tmpfs", [])}
+    assert tmpfs == {mount.split(":")[0] for mount in service.get("tmpfs", [])}
+
+
+def test_the_api_waits_for_the_migration_step() -> None:
+    assert CONTAINERS["migrate"]["command"][:3] == ["python", "-m", "fibapi.migrate"]
+    assert "restartPolicy" not in CONTAINERS["migrate"]  # runs once
+    assert {"containerName": "migrate", "condition": "SUCCESS"} in CONTAINERS["api"]["dependsOn"]
+    api = EB_COMPOSE["services"]["api"]
+    assert api["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert EB_COMPOSE["services"]["migrate"]["command"] == CONTAINERS["migrate"]["command"]
 
 
 def test_the_validator_catches_mistakes() -> None:
@@ -90,16 +144,17 @@ def test_the_router_is_the_one_entry_and_reaches_api_and_client() -> None:
 
 def test_images_are_placeholders_the_deploy_script_replaces() -> None:
     for name, container in CONTAINERS.items():
-        assert container["image"] == f"fibstack-{name}:set-by-deploy"
+        assert container["image"] == f"fibstack-{'api' if name == 'migrate' else name}:set-by-deploy"
     for name, service in EB_COMPOSE["services"].items():
-        assert service["image"] == f"fibstack-{name}:set-by-deploy"
+        assert service["image"] == f"fibstack-{'api' if name == 'migrate' else name}:set-by-deploy"
 
 
 @pytest.mark.parametrize("name", sorted(CONTAINERS))
 def test_env_names_are_ones_the_code_reads(name: str) -> None:
     set_here = {e["name"] for e in CONTAINERS[name].get("environment", [])}
     assert set_here <= READS[name]
-    assert set_here == set(EB_COMPOSE["services"][name].get("environment", {}))
+    # The compose bundle also names the properties each service takes from .env.
+    assert set_here <= set(EB_COMPOSE["services"][name].get("environment", {})) <= READS[name]
 
 
 def test_memory_is_what_was_measured_for_kubernetes() -> None:
@@ -111,7 +166,11 @@ def test_memory_is_what_was_measured_for_kubernetes() -> None:
     objects = render(K8S / "overlays" / "dev")
     mib = 2**20
     for name, container in CONTAINERS.items():
-        resources = one(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["resources"]
+        if name == "migrate":
+            pod = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+            resources = pod["initContainers"][0]["resources"]
+        else:
+            resources = one(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["resources"]
         assert container["memoryReservation"] == quantity_bytes(resources["requests"]["memory"]) // mib, name
         assert container["memory"] == quantity_bytes(resources["limits"]["memory"]) // mib, name
         service = EB_COMPOSE["services"][name]

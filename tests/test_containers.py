@@ -65,7 +65,7 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
     spec = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = spec["services"]
     started = {name for name, service in services.items() if "profiles" not in service}
-    assert started == {"postgres", "redis", "api", "worker", "client", "nginx"}
+    assert started == {"postgres", "redis", "migrate", "api", "worker", "client", "nginx"}
     # Monitoring only when asked for (--profile monitoring), Prometheus on this machine only.
     assert {name for name in services if name not in started} == {"prometheus", "nginx-exporter"}
     assert all(services[name]["profiles"] == ["monitoring"] for name in ("prometheus", "nginx-exporter"))
@@ -75,18 +75,66 @@ def test_compose_keeps_databases_private_and_secrets_out() -> None:
     assert "./monitoring/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
     # Only this machine by default; FIBSTACK_LISTEN_ADDRESS=0.0.0.0 opens it to the network.
     assert services["nginx"]["ports"] == ["${FIBSTACK_LISTEN_ADDRESS:-127.0.0.1}:3050:8080"]
-    for name in ("postgres", "redis", "api", "worker", "client"):
+    for name in ("postgres", "redis", "migrate", "api", "worker", "client"):
         assert "ports" not in services[name], f"{name} must not be published to the host"
-    assert "${POSTGRES_PASSWORD" in (REPO / "docker-compose.yml").read_text()
+    for variable in ("POSTGRES_PASSWORD", "FIBSTACK_DB_PASSWORD", "REDIS_PASSWORD"):
+        assert "${" + variable + ":?" in (REPO / "docker-compose.yml").read_text()
     assert ".env" in (REPO / ".gitignore").read_text().splitlines()
     for name in ("api", "nginx"):
         for dependency in services[name]["depends_on"].values():
-            assert dependency["condition"] in {"service_healthy", "service_started"}
+            assert dependency["condition"] in {"service_healthy", "service_started", "service_completed_successfully"}
     assert set(spec["volumes"]) == {"pgdata", "redisdata", "prometheusdata"}
     for name in ("postgres", "redis"):
         image, _, tag = services[name]["image"].partition(":")
         assert image == name
         assert re.match(r"\d+\.\d+-bookworm$", tag), f"{name}: a Debian tag pinned to a minor version"
+
+
+LOCAL_COMPOSE = [path for path in COMPOSE_FILES if path.name != "docker-compose.eb.yml"]
+
+
+@pytest.mark.parametrize("compose", LOCAL_COMPOSE, ids=lambda path: path.name)
+def test_the_router_shares_no_network_with_the_data(compose: Path) -> None:
+    import yaml
+
+    services = yaml.safe_load(compose.read_text())["services"]
+    networks = {name: set(service.get("networks", ["default"])) for name, service in services.items()}
+    assert not networks["nginx"] & (networks["postgres"] | networks["redis"])
+    assert networks["nginx"] & networks["api"]  # it reaches what it proxies to
+    assert networks["api"] & networks["postgres"] & networks["redis"]
+
+
+@pytest.mark.parametrize("compose", LOCAL_COMPOSE, ids=lambda path: path.name)
+def test_redis_requires_auth_and_the_api_waits_for_the_migration(compose: Path) -> None:
+    import yaml
+
+    services = yaml.safe_load(compose.read_text())["services"]
+    command = services["redis"]["command"]
+    assert (
+        command[command.index("--requirepass") + 1]
+        == "${REDIS_PASSWORD:?Set REDIS_PASSWORD in .env first - run scripts/new-env.sh}"
+    )
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["REDIS_PASSWORD"] == command[command.index("--requirepass") + 1]
+    assert services["migrate"]["command"][:3] == ["python", "-m", "fibapi.migrate"]
+    assert services["api"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    # The superuser's password for the migration alone; the API connects as its own role.
+    assert "MIGRATION_PGPASSWORD" in services["migrate"]["environment"]
+    assert "MIGRATION_PGPASSWORD" not in services["api"]["environment"]
+    assert services["api"]["environment"]["PGUSER"] != "postgres"
+
+
+def test_the_production_stack_is_locked_down_as_on_kubernetes() -> None:
+    import yaml
+
+    services = yaml.safe_load((REPO / "docker-compose.prod.yml").read_text())["services"]
+    for name, service in services.items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        assert service["mem_limit"], name
+    # The data services as their images' own users, so their entrypoints need no root.
+    assert services["postgres"]["user"] == services["redis"]["user"] == "999:999"
 
 
 @pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda path: path.name)

@@ -51,6 +51,7 @@ def environment(aws: str, request: pytest.FixtureRequest) -> dict[str, str]:
         "EB_APP": name,
         "EB_ENV": f"{name}-prod",
         "REGISTRY": "registry.example/team",
+        "EB_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/fibstack-ecs-task-execution",
         "TAG": "0123456789abcdef",
         "EB_POLL_SECONDS": "0.05",
         "EB_TIMEOUT_SECONDS": "10",
@@ -89,9 +90,14 @@ def test_a_deploy_uploads_the_bundle_creates_the_version_and_updates_the_environ
     dockerrun = json.loads(archive.read("Dockerrun.aws.json"))
     images = {c["name"]: c["image"] for c in dockerrun["containerDefinitions"]}
     assert images == {
-        name: f"registry.example/team/fibstack-{name}:0123456789abcdef"
-        for name in ("client", "api", "worker", "router")
+        name: f"registry.example/team/fibstack-{'api' if name == 'migrate' else name}:0123456789abcdef"
+        for name in ("client", "migrate", "api", "worker", "router")
     }
+    # ECS reads each container's secrets from Parameter Store with the role the user named.
+    assert dockerrun["executionRoleArn"] == environment["EB_EXECUTION_ROLE_ARN"]
+    secrets = {c["name"]: [s["valueFrom"] for s in c.get("secrets", [])] for c in dockerrun["containerDefinitions"]}
+    assert secrets["router"] == secrets["client"] == []
+    assert secrets["api"] == ["/fibstack/PGPASSWORD", "/fibstack/REDIS_PASSWORD"]
     assert "certs/README" in archive.namelist() or any(n.startswith("certs/") for n in archive.namelist())
     eb = client("elasticbeanstalk", environment["AWS_ENDPOINT_URL"])
     env = eb.describe_environments(ApplicationName=environment["EB_APP"], EnvironmentNames=[environment["EB_ENV"]])
@@ -127,10 +133,20 @@ def test_an_unhealthy_environment_fails_the_deploy_with_beanstalks_events(enviro
     assert "Essential container in task exited" in result.stderr
 
 
-def test_a_missing_variable_is_named(environment: dict[str, str]) -> None:
-    result = deploy({k: v for k, v in environment.items() if k != "EB_ENV"})
+@pytest.mark.parametrize("name", ["EB_ENV", "EB_EXECUTION_ROLE_ARN"])
+def test_a_missing_variable_is_named(environment: dict[str, str], name: str) -> None:
+    result = deploy({k: v for k, v in environment.items() if k != name})
     assert result.returncode != 0
-    assert "set EB_ENV" in result.stderr
+    assert f"set {name}" in result.stderr
+
+
+def test_the_parameters_can_live_under_another_path(tmp_path: Path) -> None:
+    out = tmp_path / "bundle.zip"
+    env = {"REGISTRY": "r.example", "TAG": "abc", "EB_PARAMETER_PATH": "/teams/fib/prod/"}
+    assert deploy(env, "--bundle-only", str(out)).returncode == 0
+    dockerrun = json.loads(zipfile.ZipFile(out).read("Dockerrun.aws.json"))
+    worker = next(c for c in dockerrun["containerDefinitions"] if c["name"] == "worker")
+    assert worker["secrets"] == [{"name": "REDIS_PASSWORD", "valueFrom": "/teams/fib/prod/REDIS_PASSWORD"}]
 
 
 def test_bundle_only_needs_no_aws(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from env_names import API_READS, WORKER_READS, router_reads
+from env_names import API_READS, MIGRATION_READS, WORKER_READS, router_reads
 from kube import (
-    DEV_PASSWORD_FILE,
+    DEV_PASSWORD_FILES,
     K8S,
     REPO,
     Object,
@@ -248,8 +248,8 @@ def test_names_read_by_the_code_are_found() -> None:
 @pytest.mark.parametrize(
     ("workload", "reads", "required"),
     [
-        ("api", API_READS, {"REDIS_HOST", "PGHOST", "PGUSER", "PGDATABASE", "PGPASSWORD"}),
-        ("worker", WORKER_READS, {"REDIS_HOST"}),
+        ("api", API_READS, {"REDIS_HOST", "REDIS_PASSWORD", "PGHOST", "PGUSER", "PGDATABASE", "PGPASSWORD"}),
+        ("worker", WORKER_READS, {"REDIS_HOST", "REDIS_PASSWORD"}),
         ("router", router_reads(), {"API_UPSTREAM", "CLIENT_UPSTREAM"}),
     ],
 )
@@ -261,37 +261,48 @@ def test_env_names_are_the_ones_the_code_reads(
     assert set(env) <= reads, f"{workload} sets variables its code never reads: {set(env) - reads}"
     assert required <= set(env)
     assert all(value.strip() for name, value in env.items() if name in required)
+    assert not {"MIGRATION_PGUSER", "MIGRATION_PGPASSWORD"} & set(env)  # the admin's, for the migration only
 
 
 def test_prod_references_only_the_secret_the_user_creates(variant: tuple[str, list[Object]]) -> None:
     name, objects = variant
+    secrets = {"fibstack-postgres-admin", "fibstack-postgres-password", "fibstack-redis-password"}
     if name == "dev":
-        assert generated(objects, "Secret", "fibstack-postgres-password")  # from the git-ignored file
+        for secret in secrets:
+            assert generated(objects, "Secret", secret)  # from the git-ignored files
         return
     assert find(objects, "Secret") == []  # no secret in the repo or the render
-    refs = {
-        v["valueFrom"]["secretKeyRef"]["name"]
+    keys = [
+        v["valueFrom"]["secretKeyRef"]
         for _, spec in pod_specs(objects)
-        for c in spec["containers"]
+        for c in spec["containers"] + spec.get("initContainers", [])
         for v in c.get("env", [])
         if "secretKeyRef" in v.get("valueFrom", {})
-    }
-    assert refs == {"fibstack-postgres-password", "fibstack-redis-password"}
-    optional = {
-        v["valueFrom"]["secretKeyRef"]["name"]
-        for _, spec in pod_specs(objects)
-        for c in spec["containers"]
-        for v in c.get("env", [])
-        if v.get("valueFrom", {}).get("secretKeyRef", {}).get("optional")
-    }
-    assert optional == {"fibstack-redis-password"}  # only Redis's may be absent
+    ]
+    assert {key["name"] for key in keys} == secrets
+    assert not any(key.get("optional") for key in keys)  # Redis's AUTH included: none may be absent
+
+
+def test_only_the_migration_step_sees_the_database_admin(variant: tuple[str, list[Object]]) -> None:
+    _, objects = variant
+    for name, spec in pod_specs(objects):
+        for container in spec["containers"] + spec.get("initContainers", []):
+            refs = {v["valueFrom"]["secretKeyRef"]["name"] for v in container.get("env", []) if "valueFrom" in v
+                    and "secretKeyRef" in v["valueFrom"]}  # fmt: skip
+            if "fibstack-postgres-admin" in refs:
+                assert (name, container["name"]) in {("api", "migrate"), ("postgres", "postgres")}
+    migrate = one(objects, "Deployment", "api")["spec"]["template"]["spec"]["initContainers"][0]
+    assert migrate["command"][:3] == ["python", "-m", "fibapi.migrate"]
+    env = container_env(migrate, objects) if variant[0] == "dev" else {}
+    assert set(env) <= MIGRATION_READS
 
 
 def test_ports_and_probes_match_the_code(dev: list[Object]) -> None:
     from fibapi import create_app
     from fibapi.config import Settings
 
-    env = {"REDIS_HOST": "r", "PGHOST": "p", "PGUSER": "u", "PGDATABASE": "d", "PGPASSWORD": "x"}
+    env = {"REDIS_HOST": "r", "REDIS_PASSWORD": "y", "PGHOST": "p", "PGUSER": "u", "PGDATABASE": "d", "PGPASSWORD": "x"}
+    env |= {"PGSSLMODE": "disable"}
     app = create_app(Settings.from_env(env | {"RECONCILE_INTERVAL_SECONDS": "0"}))
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     api = one(dev, "Deployment", "api")["spec"]["template"]["spec"]["containers"][0]
@@ -334,8 +345,12 @@ def test_keda_scales_on_the_queue_the_api_fills(tmp_path: Path) -> None:
     assert trigger["type"] == "redis"
     assert trigger["metadata"]["listName"] == Queue.redis_queue_namespace_prefix + contract.QUEUE_NAME
     worker = one(objects, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0]
-    env_names = set(container_env(worker, objects))
-    assert {trigger["metadata"]["hostFromEnv"], trigger["metadata"]["portFromEnv"]} <= env_names
+    # Prod's Secrets are the user's, not in the render: the names, not their values.
+    env_names = {v["name"] for v in worker["env"]}
+    for source in worker["envFrom"]:
+        env_names |= set(generated(objects, "ConfigMap", source["configMapRef"]["name"].rsplit("-", 1)[0])["data"])
+    metadata = trigger["metadata"]
+    assert {metadata["hostFromEnv"], metadata["portFromEnv"], metadata["passwordFromEnv"]} <= env_names
     assert find(objects, "HorizontalPodAutoscaler", "worker") == []  # KEDA's autoscaler replaces it
     assert find(objects, "HorizontalPodAutoscaler", "api")
 
@@ -417,8 +432,10 @@ def restricted_violations(name: str, spec: Object) -> list[str]:
             group, key = need.split(".")
             if key not in resources.get(group, {}):
                 problems.append(f"{where}: no {need}")
-        if not (container.get("livenessProbe") and container.get("readinessProbe")):
-            problems.append(f"{where}: liveness and readiness probes")
+        if container in spec.get("containers", []) and not (
+            container.get("livenessProbe") and container.get("readinessProbe")
+        ):
+            problems.append(f"{where}: liveness and readiness probes")  # init containers run to completion
     if spec.get("automountServiceAccountToken") is not False:
         problems.append(f"{name}: automountServiceAccountToken must be false (no pod here needs the API)")
     if spec.get("enableServiceLinks") is not False:
@@ -563,6 +580,37 @@ def test_prod_data_edges_go_only_to_the_managed_services(variant: tuple[str, lis
     assert router["TRUSTED_PROXIES"] == site["trusted-proxies"]
 
 
+def test_prod_admits_only_the_ingress_namespace_and_trusts_only_its_proxies(variant: tuple[str, list[Object]]) -> None:
+    name, objects = variant
+    if name == "dev":
+        return
+    site = yaml.safe_load((K8S / "overlays/prod/site.yaml").read_text())["data"]
+    (rule,) = one(objects, "NetworkPolicy", "router")["spec"]["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": site["ingress-namespace"]}}}
+    ]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    import ipaddress
+
+    for proxies in site["trusted-proxies"].split():
+        # Exact ranges: not all of a private block, where any pod could claim to be a client.
+        assert ipaddress.ip_network(proxies).prefixlen >= 16, proxies
+
+
+def test_prod_verifies_the_managed_postgres(variant: tuple[str, list[Object]]) -> None:
+    name, objects = variant
+    config = generated(objects, "ConfigMap", "fibstack-postgres")["data"]
+    if name == "dev":
+        assert config["PGSSLMODE"] == "disable"  # the in-cluster Postgres, reached by the api pods only
+        return
+    assert config["PGSSLMODE"] == "verify-full"
+    spec = one(objects, "Deployment", "api")["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v.get("configMap", {}).get("name") == "fibstack-postgres-ca")
+    for container in spec["containers"] + spec["initContainers"]:
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        assert config["PGSSLROOTCERT"] == f"{mount['mountPath']}/ca.pem"
+
+
 def test_prod_scales_out_with_budgets(variant: tuple[str, list[Object]]) -> None:
     name, objects = variant
     if name == "dev":
@@ -595,8 +643,9 @@ def test_data_stateful_sets_keep_their_data(dev: list[Object]) -> None:
 
 def test_no_secret_is_committed() -> None:
     ensure_dev_password()
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(DEV_PASSWORD_FILE)], cwd=REPO)
-    assert ignored.returncode == 0, f"{DEV_PASSWORD_FILE} must be git-ignored"
+    for secret_file in DEV_PASSWORD_FILES:
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(secret_file)], cwd=REPO)
+        assert ignored.returncode == 0, f"{secret_file} must be git-ignored"
     tracked = subprocess.run(["git", "ls-files", "k8s"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "password" not in tracked.replace("postgres-password", "")
+    assert not {path.name for path in DEV_PASSWORD_FILES} & {Path(line).name for line in tracked.split()}
     assert not re.search(r"^\s*password\s*[:=]", "".join((REPO / p).read_text() for p in tracked.split()), re.MULTILINE)

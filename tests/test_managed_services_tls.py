@@ -18,6 +18,7 @@ import pytest
 import redis
 import requests
 from processes import API, start_worker
+from schema import migrate_server
 
 from stack.servers import Certificates, PostgresServer, RedisServer
 
@@ -30,6 +31,7 @@ def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postgres
     cache = RedisServer(tmp_path_factory.mktemp("tls-redis"), tls=certificates, password="auth-token-" + "x" * 16)
     postgres.start()
     cache.start()
+    migrate_server(postgres)  # over TLS too: the superuser's connection verifies the server
     yield postgres, cache
     postgres.stop()
     cache.stop()

@@ -131,6 +131,60 @@ def test_a_client_cannot_spoof_x_forwarded_for_past_the_limit(router_behind_prox
     assert 429 in statuses
 
 
+def get_from(url: str, source: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    port = int(url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    connection.request("GET", "/api/healthz", headers=headers)
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+def test_hsts_only_for_what_reached_a_trusted_proxy_over_tls(router_behind_proxy: str) -> None:
+    over_tls = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    assert get_from(router_behind_proxy, "127.0.0.2", over_tls).getheader("Strict-Transport-Security") == (
+        "max-age=31536000"
+    )
+    # The trusted proxy over plain HTTP, and anyone else claiming TLS: no HSTS.
+    plain = over_tls | {"X-Forwarded-Proto": "http"}
+    assert get_from(router_behind_proxy, "127.0.0.2", plain).getheader("Strict-Transport-Security") is None
+    assert get_from(router_behind_proxy, "127.0.0.1", over_tls).getheader("Strict-Transport-Security") is None
+
+
+def test_the_worker_count_follows_the_containers_cpus_not_the_nodes(tmp_path: Path) -> None:
+    script = REPO / "nginx/docker-entrypoint.d/07-fibstack-worker-processes.envsh"
+    cgroup = tmp_path / "cpu.max"
+
+    def workers(cpu_max: str | None, nproc: int, preset: str = "") -> str:
+        # The script as the entrypoint sources it, with a cgroup file and a CPU count of our choosing.
+        text = script.read_text().replace("/sys/fs/cgroup/cpu.max", str(cgroup))
+        text = text.replace("/sys/fs/cgroup/cpu/", str(tmp_path / "v1") + "/")
+        if cpu_max is None:
+            cgroup.unlink(missing_ok=True)
+        else:
+            cgroup.write_text(cpu_max + "\n")
+        fake_bin = tmp_path / "bin"
+        fake_bin.mkdir(exist_ok=True)
+        (fake_bin / "nproc").write_text(f"#!/bin/sh\necho {nproc}\n")
+        (fake_bin / "nproc").chmod(0o755)
+        (tmp_path / "script.envsh").write_text(text)
+        result = subprocess.run(
+            ["sh", "-c", '. "$1" && printf %s "$NGINX_WORKER_PROCESSES"', "sh", str(tmp_path / "script.envsh")],
+            env={"PATH": f"{fake_bin}:/usr/bin:/bin", "NGINX_WORKER_PROCESSES": preset},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    assert workers("150000 100000", nproc=64) == "2"  # 1.5 CPUs on a 64-CPU node
+    assert workers("max 100000", nproc=64) == "4"  # no limit: the CPUs it may use, at most 4
+    assert workers(None, nproc=2) == "2"
+    assert workers("50000 100000", nproc=64) == "1"
+    assert workers("max 100000", nproc=64, preset="6") == "6"  # set by hand: kept
+
+
 def test_real_ip_config_comes_from_the_image_script() -> None:
     assert real_ip_config("") == ""
     assert real_ip_config("10.0.0.0/8, 192.168.0.0/16") == (

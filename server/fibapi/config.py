@@ -10,10 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .pgconf import PostgresSettings, postgres_settings
 from .redisconf import RedisSettings, redis_settings
-
-# libpq's own names for sslmode; RDS and Cloud SQL want at least "require".
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class ConfigError(Exception):
@@ -23,16 +21,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings
-    pg_host: str
-    pg_user: str
-    pg_database: str
-    pg_password: str
-    pg_port: int = 5432
-    # TLS to Postgres: libpq's sslmode, and the CA bundle that verify-ca and
-    # verify-full check the server's certificate against (for RDS, Amazon's
-    # global bundle; "system" for the system's CAs).
-    pg_sslmode: str = "prefer"
-    pg_sslrootcert: str | None = None
+    postgres: PostgresSettings
     max_index: int = 10_000_000
     # How many rows GET /api/values/all and GET /api/values/current return.
     recent_limit: int = 100
@@ -59,12 +48,6 @@ class Settings:
         env = os.environ if environ is None else environ
         problems: list[str] = []
 
-        def required(name: str, what: str) -> str:
-            value = env.get(name, "")
-            if not value.strip():
-                problems.append(f"{name} is required ({what})")
-            return value.strip()
-
         def integer(name: str, default: int, low: int, high: int) -> int:
             raw = env.get(name, "").strip()
             if not raw:
@@ -78,29 +61,9 @@ class Settings:
                 problems.append(f"{name} must be between {low:,} and {high:,}, got {value:,}")
             return value
 
-        sslmode = env.get("PGSSLMODE", "").strip() or "prefer"
-        sslrootcert = env.get("PGSSLROOTCERT", "").strip() or None
-        if sslmode not in SSL_MODES:
-            problems.append(f"PGSSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
-        if sslmode in ("verify-ca", "verify-full") and not sslrootcert:
-            problems.append(
-                f"PGSSLMODE={sslmode} checks the server's certificate: set PGSSLROOTCERT to the CA bundle"
-                " (for RDS, Amazon's global bundle), or to 'system' for the system's CAs"
-            )
-        if sslrootcert and sslrootcert != "system" and not os.path.isfile(sslrootcert):
-            problems.append(f"PGSSLROOTCERT={sslrootcert} is not a readable file")
-        if sslrootcert and sslmode in ("disable", "allow", "prefer"):
-            problems.append(f"PGSSLROOTCERT is set but PGSSLMODE={sslmode} never checks it: use verify-full")
         settings = cls(
             redis=redis_settings(env, problems),
-            pg_host=required("PGHOST", "the Postgres server's host name"),
-            pg_port=integer("PGPORT", 5432, 1, 65535),
-            pg_user=required("PGUSER", "the Postgres user"),
-            pg_database=required("PGDATABASE", "the Postgres database"),
-            # Not stripped: a password may legitimately start or end with a space.
-            pg_password=env.get("PGPASSWORD", ""),
-            pg_sslmode=sslmode,
-            pg_sslrootcert=sslrootcert,
+            postgres=postgres_settings(env, problems),
             max_index=integer("MAX_INDEX", 10_000_000, 0, 100_000_000),
             recent_limit=integer("RECENT_LIMIT", 100, 1, 10_000),
             job_timeout_seconds=integer("JOB_TIMEOUT_SECONDS", 300, 1, 86_400),
@@ -110,8 +73,6 @@ class Settings:
             admission_queue_max=integer("ADMISSION_QUEUE_MAX", 10_000, 1, 10_000_000),
             admission_memory_percent=integer("ADMISSION_MEMORY_PERCENT", 70, 1, 90),
         )
-        if "PGPASSWORD" not in env:
-            problems.append("PGPASSWORD is required (the Postgres user's password)")
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
         if problems:

@@ -1,61 +1,31 @@
 """Postgres: the durable record of every submission.
 
-Owns the connection pool, the schema, and the `flask init-db` command.
+Owns the connection pool and the queries. The tables and the role the API
+connects as are made by the migration step (fibapi/migrate.py), never here:
+the API's role may not create tables.
 """
 
 from __future__ import annotations
 
 import select
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import click
 import psycopg
 from flask import Flask, current_app
-from flask.cli import with_appcontext
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from .config import Settings
 
-# Any fixed 64-bit number: serialises schema creation across API replicas
-# that start at the same moment (CREATE ... IF NOT EXISTS alone can race).
-SCHEMA_LOCK_ID = 0x66696273746B  # "fibstk"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    number       integer NOT NULL CHECK (number >= 0),
-    submitted_at timestamptz NOT NULL DEFAULT now()
-);
--- One row per distinct index: what "Calculated values" lists and what a
--- reconcile re-queues, without scanning every submission.
-CREATE TABLE IF NOT EXISTS indexes (
-    number             integer PRIMARY KEY CHECK (number >= 0),
-    first_submitted_at timestamptz NOT NULL DEFAULT now(),
-    last_submitted_at  timestamptz NOT NULL DEFAULT now(),
-    submissions        bigint NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS indexes_last_submitted_at ON indexes (last_submitted_at DESC);
-"""
+class NotMigrated(Exception):
+    """Postgres answers, but the tables are not there: the migration step has not run."""
 
 
 class Database:
     def __init__(self, settings: Settings) -> None:
-        tls = {"sslmode": settings.pg_sslmode}
-        if settings.pg_sslrootcert:
-            tls["sslrootcert"] = settings.pg_sslrootcert
-        conninfo = make_conninfo(
-            host=settings.pg_host,
-            port=settings.pg_port,
-            user=settings.pg_user,
-            dbname=settings.pg_database,
-            password=settings.pg_password,
-            connect_timeout=3,
-            application_name="fibstack-api",
-            **tls,
-        )
+        conninfo = make_conninfo(**settings.postgres.connect_kwargs(application_name="fibstack-api"))
         self.pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -77,8 +47,6 @@ class Database:
             configure=self._configure,
         )
         self._configurers: list[Callable[[psycopg.Connection], object]] = []
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
 
     def configure_connections(self, configurer: Callable[[psycopg.Connection], object]) -> None:
         """Run `configurer` on every new connection of the pool (tracing instruments them)."""
@@ -97,21 +65,15 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection (autocommit), checked to work, with the schema in place."""
-        with self.pool.connection() as conn:
-            if not self._schema_ready:
-                self._ensure_schema(conn)
-            yield conn
-
-    def _ensure_schema(self, conn: psycopg.Connection) -> None:
-        with self._schema_lock:
-            if self._schema_ready:
-                return
-            create_schema(conn)
-            self._schema_ready = True
+        """A pooled connection (autocommit), checked to work."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except psycopg.errors.UndefinedTable as exc:
+            raise NotMigrated(str(exc)) from None
 
     def ping(self, timeout: float = 0.5) -> None:
-        """Raise unless Postgres answers within about `timeout` seconds.
+        """Raise unless Postgres answers, with the tables in place, within about `timeout` seconds.
 
         Waits at most `timeout` for a pooled connection, then lets the server
         spend at most the same on the query; a server that does not answer at
@@ -119,7 +81,9 @@ class Database:
         """
         with self.pool.connection(timeout=timeout) as conn, conn.transaction():
             conn.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-            conn.execute("SELECT 1")
+            row = conn.execute("SELECT to_regclass('indexes') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            raise NotMigrated("the tables are missing")
 
     # Queries. Each takes a connection from connection().
 
@@ -176,32 +140,12 @@ def check_idle_connection(conn: psycopg.Connection) -> None:
         ConnectionPool.check_connection(conn)  # reads what is there: raises if it was the end
 
 
-def create_schema(conn: psycopg.Connection) -> None:
-    """Create the tables if missing; safe when several replicas run it at once."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
-        conn.execute(SCHEMA)
-
-
 def get_db() -> Database:
     db: Database = current_app.extensions["fibstack.db"]
     return db
 
 
-@click.command("init-db")
-@with_appcontext
-def init_db_command() -> None:
-    """Create the tables (the API also does this by itself on first use)."""
-    try:
-        with get_db().pool.connection() as conn:
-            create_schema(conn)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise click.ClickException(f"Postgres is unavailable: {exc}") from None
-    click.echo("Schema is in place.")
-
-
 def init_app(app: Flask, settings: Settings) -> Database:
     db = Database(settings)
     app.extensions["fibstack.db"] = db
-    app.cli.add_command(init_db_command)
     return db

@@ -14,6 +14,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
+from .db import NotMigrated
 from .store import OverCapacity
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ def register(app: Flask) -> None:
     def postgres_down(exc: Exception) -> Response:
         return unavailable(
             exc, "postgres_unavailable", "The database (Postgres) is unavailable; try again in a moment."
+        )
+
+    @app.errorhandler(NotMigrated)
+    def not_migrated(exc: Exception) -> Response:
+        return unavailable(
+            exc,
+            "database_not_migrated",
+            "The database has no tables yet: run the migration step (python -m fibapi.migrate).",
+            retry_after=10,
         )
 
     @app.errorhandler(redis.exceptions.ConnectionError)

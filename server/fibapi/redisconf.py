@@ -8,11 +8,14 @@ Either the course's variables, REDIS_HOST and REDIS_PORT, with REDIS_TLS=1
 for TLS (ElastiCache "in-transit encryption", Memorystore, Azure Cache),
 REDIS_PASSWORD (and REDIS_USERNAME) for AUTH or ACLs, and REDIS_TLS_CA_FILE
 for a private CA; or one REDIS_URL (redis:// or rediss://, user and password
-inside), but not both. Only the standard library is imported here.
+inside), but not both. A Redis reached over the network must require AUTH:
+without a password the configuration is refused (on this machine, as in
+development, one is optional). Only the standard library is imported here.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -64,6 +67,12 @@ def redis_settings(env: Mapping[str, str], problems: list[str]) -> RedisSettings
         settings = _from_url(url, problems)
     else:
         settings = _from_variables(env, problems)
+    if settings.host and not settings.password and not is_loopback(settings.host):
+        problems.append(
+            f"REDIS_PASSWORD is required: Redis at {settings.host} is reached over the network, and without AUTH"
+            " anyone who reaches it can read and change the queue. Set it to the server's requirepass or AUTH"
+            " token (or put the password in REDIS_URL)"
+        )
     ca_file = env.get("REDIS_TLS_CA_FILE", "").strip() or None
     if ca_file:
         if not settings.tls:
@@ -71,6 +80,16 @@ def redis_settings(env: Mapping[str, str], problems: list[str]) -> RedisSettings
         elif not os.path.isfile(ca_file):
             problems.append(f"REDIS_TLS_CA_FILE={ca_file} is not a readable file")
     return replace(settings, ca_file=ca_file)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine (development): no network between, so AUTH (and TLS) may be left out."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_variables(env: Mapping[str, str], problems: list[str]) -> RedisSettings:

@@ -14,9 +14,21 @@ def read(env: dict[str, str]) -> tuple[RedisSettings, list[str]]:
 
 
 def test_the_course_variables() -> None:
-    settings, problems = read({"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
+    settings, problems = read({"REDIS_HOST": "redis", "REDIS_PORT": "6380", "REDIS_PASSWORD": "pw"})
     assert problems == []
-    assert settings.client_kwargs() == {"host": "redis", "port": 6380, "db": 0}
+    assert settings.client_kwargs() == {"host": "redis", "port": 6380, "db": 0, "password": "pw"}
+
+
+@pytest.mark.parametrize("env", [{"REDIS_HOST": "redis"}, {"REDIS_URL": "redis://cache:6379/0"}])
+def test_a_redis_over_the_network_must_require_auth(env: dict[str, str]) -> None:
+    _, problems = read(env)
+    assert len(problems) == 1
+    assert problems[0].startswith("REDIS_PASSWORD is required: Redis at ")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_on_this_machine_auth_is_optional(host: str) -> None:
+    assert read({"REDIS_HOST": host})[1] == []
 
 
 def test_tls_and_auth_as_on_elasticache(tmp_path: Path) -> None:
@@ -47,7 +59,7 @@ def test_tls_and_auth_as_on_elasticache(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://cache:6390/2", RedisSettings("cache", 6390, 2)),
+        ("redis://:pw@cache:6390/2", RedisSettings("cache", 6390, 2, None, "pw")),
         ("rediss://:p%40ss@cache", RedisSettings("cache", 6379, 0, None, "p@ss", True)),
         ("rediss://app:secret@cache:6380/0", RedisSettings("cache", 6380, 0, "app", "secret", True)),
     ],

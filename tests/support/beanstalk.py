@@ -13,12 +13,17 @@
 3. The ECS bundle (scripts/deploy_eb.py --bundle-only): each container of its
    Dockerrun.aws.json run as the ECS agent runs them in bridge mode, with
    links, hostname, memory reservation and limit, stop timeout, health check,
-   the bundle's certs/ volume, and the environment properties (a local
-   properties file, as Beanstalk passes them to every container); the
-   router's host port on a free loopback port instead of 80. Then the
-   browser test through the router.
+   read-only root, dropped capabilities, tmpfs and security options, the
+   bundle's certs/ volume, the environment properties (a local properties
+   file, as Beanstalk passes them to every container), and each container's
+   own secrets from a stand-in Parameter Store (as ECS reads them with the
+   execution role); the migrate container to completion before the api
+   (dependsOn SUCCESS); the router's host port on a free loopback port
+   instead of 80. Then the browser test through the router, and a look at
+   what each container holds: no secret but its own, the router none.
 4. The Docker (compose) bundle: its docker-compose.yml run with docker-compose
-   and the same properties as .env, as Beanstalk runs it; the browser test again.
+   and the properties and secrets as .env, as Beanstalk runs it; the browser
+   test again, and the same look at the secrets.
 
 What only AWS shows: that Beanstalk accepts the bundle and its ECS agent
 starts it (the platform's own conversion of the Dockerrun), the load
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 from docker_cli import docker, host_port, logs
 from kube import REPO
 from through_router import browser_test, compute_through_router
@@ -51,6 +57,7 @@ from stack.servers import Certificates, free_port, wait_for_port
 
 PREFIX = "fibstack-eb"
 SERVICES = ("api", "worker", "client", "router")
+CONTAINERS = ("migrate", *SERVICES)
 
 
 def say(message: str) -> None:
@@ -113,7 +120,8 @@ class DataServices:
         for path in server_dir.iterdir():
             os.chown(path, 999, 999)
         (server_dir / "server.key").chmod(0o600)
-        self.pg_password = secrets.token_urlsafe(18)
+        self.pg_password = secrets.token_urlsafe(18)  # the superuser's: RDS's master user
+        self.app_password = secrets.token_urlsafe(18)  # the API's own role, which the migration makes
         self.redis_password = secrets.token_urlsafe(18)
         mount = f"{server_dir}:/certs:ro"
         docker(
@@ -151,24 +159,27 @@ class DataServices:
         assert "PONG" not in no_tls.stdout, "Redis answered without TLS"
 
     def properties(self, certs_path: str) -> dict[str, str]:
-        """Beanstalk environment properties pointing at the stand-ins, as a user sets them."""
+        """Beanstalk environment properties pointing at the stand-ins, as a user sets them: no secret among them."""
         return {
             "PGHOST": "postgres",
-            "PGUSER": "postgres",
+            "PGUSER": "fibstack",
             "PGDATABASE": "postgres",
-            "PGPASSWORD": self.pg_password,
             "PGSSLMODE": "verify-full",
             "PGSSLROOTCERT": f"{certs_path}/ca.pem",
+            "MIGRATION_PGUSER": "postgres",
             "REDIS_HOST": "redis",
             "REDIS_TLS": "1",
-            "REDIS_PASSWORD": self.redis_password,
             "REDIS_TLS_CA_FILE": f"{certs_path}/ca.pem",
             "TRUSTED_PROXIES": "172.16.0.0/12",
         }
 
-    def connect(self, network: str) -> None:
-        for name in ("postgres", "redis"):
-            docker("network", "connect", "--alias", name, network, f"{PREFIX}-{name}")
+    def secrets(self) -> dict[str, str]:
+        """The secrets, as a user puts them in Parameter Store (SecureString) under /fibstack."""
+        return {
+            "/fibstack/PGPASSWORD": self.app_password,
+            "/fibstack/MIGRATION_PGPASSWORD": self.pg_password,
+            "/fibstack/REDIS_PASSWORD": self.redis_password,
+        }
 
     def remove(self) -> None:
         for name in ("postgres", "redis"):
@@ -206,10 +217,25 @@ def wait_healthy(container: str, timeout: float = 120) -> None:
         time.sleep(1)
 
 
-def ecs_run_args(container: dict[str, Any], spec: dict[str, Any], current: Path, env_file: Path) -> list[str]:
+def ecs_run_args(
+    container: dict[str, Any], spec: dict[str, Any], current: Path, env_file: Path, parameters: dict[str, str]
+) -> list[str]:
     """`docker run` for one container definition, as the ECS agent starts it in bridge mode."""
     name = container["name"]
     args = ["run", "-d", "--name", f"{PREFIX}-{name}", "--env-file", str(env_file)]
+    for secret in container.get("secrets", []):
+        # What ECS reads from Parameter Store (with the execution role) for this container alone.
+        args += ["--env", f"{secret['name']}={parameters[secret['valueFrom']]}"]
+    if container.get("readonlyRootFilesystem"):
+        args.append("--read-only")
+    linux = container.get("linuxParameters", {})
+    for capability in linux.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", capability]
+    for mount in linux.get("tmpfs", []):
+        options = ",".join([f"size={mount['size']}m", *mount.get("mountOptions", [])])
+        args += ["--tmpfs", f"{mount['containerPath']}:{options}"]
+    for option in container.get("dockerSecurityOptions", []):
+        args += ["--security-opt", option]
     if "hostname" in container:
         args += ["--hostname", container["hostname"]]
     for link in container.get("links", []):
@@ -236,6 +262,20 @@ def ecs_run_args(container: dict[str, Any], spec: dict[str, Any], current: Path,
     return args
 
 
+def wait_exited_0(container: str, timeout: float = 180) -> None:
+    """dependsOn SUCCESS: the container ran to completion with exit code 0."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", container).stdout)
+        if not state["Running"] and state["Status"] == "exited":
+            if state["ExitCode"] != 0:
+                raise RuntimeError(f"{container} exited with {state['ExitCode']}:\n{logs(container)}")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{container} still runs after {timeout:.0f} s:\n{logs(container)}")
+        time.sleep(0.5)
+
+
 def run_ecs_bundle(current: Path, data: DataServices, workdir: Path) -> str:
     spec = json.loads((current / "Dockerrun.aws.json").read_text())
     env_file = workdir / "properties.env"
@@ -245,13 +285,18 @@ def run_ecs_bundle(current: Path, data: DataServices, workdir: Path) -> str:
     order = sorted(containers, key=lambda name: len(containers[name].get("dependsOn", [])))
     for name in order:
         for dependency in containers[name].get("dependsOn", []):
-            if dependency["condition"] == "HEALTHY":
-                wait_healthy(f"{PREFIX}-{dependency['containerName']}")
+            waits = {"HEALTHY": wait_healthy, "SUCCESS": wait_exited_0}.get(dependency["condition"])
+            if waits:
+                waits(f"{PREFIX}-{dependency['containerName']}")
         say(f"ECS: starting {name}")
-        args = ecs_run_args(containers[name], spec, current, env_file)
+        args = ecs_run_args(containers[name], spec, current, env_file, data.secrets())
+        # Created first, then attached to the managed services' network (outside the task,
+        # reachable by name as RDS's and ElastiCache's endpoints are), then started: a
+        # container that runs to completion at once (migrate) would otherwise be gone first.
+        args[:2] = ["create"]
         docker(*args)
-        # The managed services are outside the task: reachable by name, as RDS's and ElastiCache's endpoints are.
         docker("network", "connect", data.network, f"{PREFIX}-{name}")
+        docker("start", f"{PREFIX}-{name}")
     router = next(c for c in containers.values() if c.get("portMappings"))
     port = host_port(f"{PREFIX}-{router['name']}", router["portMappings"][0]["containerPort"])
     return f"http://127.0.0.1:{port}"
@@ -286,11 +331,33 @@ def run_compose_bundle(current: Path, data: DataServices, project: str) -> str:
     text = compose_file.read_text()
     assert '      - "80:8080"' in text
     compose_file.write_text(text.replace('      - "80:8080"', f'      - "127.0.0.1:{port}:8080"'))
-    (current / ".env").write_text("".join(f"{k}={v}\n" for k, v in data.properties("/etc/fibstack/certs").items()))
+    # Beanstalk writes the properties, and the secrets it fetched, into .env.
+    secrets_env = {path.rsplit("/", 1)[1]: value for path, value in data.secrets().items()}
+    dotenv = data.properties("/etc/fibstack/certs") | secrets_env
+    (current / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+    # The managed services are outside the stack, reachable by name as RDS's and
+    # ElastiCache's endpoints are: each service joins their network too (from its
+    # start: migrate runs, and ends, as soon as it starts).
+    spec = yaml.safe_load(compose_file.read_text())
+    for service in spec["services"].values():
+        service["networks"] = ["default", "managed"]
+    spec["networks"] = {"managed": {"external": True, "name": data.network}}
+    compose_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     compose = ["docker-compose", "--project-name", project, "--file", str(compose_file)]
     subprocess.run([*compose, "up", "-d", "--no-build"], check=True, cwd=current)
-    data.connect(f"{project}_default")
     return f"http://127.0.0.1:{port}"
+
+
+def check_secrets_held(data: DataServices, containers: dict[str, str]) -> None:
+    """What each running container holds in its environment: its own secrets, no other; the router none."""
+    values = {path.rsplit("/", 1)[1]: value for path, value in data.secrets().items()}
+    uses = {"migrate": {"PGPASSWORD", "MIGRATION_PGPASSWORD"}, "api": {"PGPASSWORD", "REDIS_PASSWORD"},
+            "worker": {"REDIS_PASSWORD"}, "client": set(), "router": set()}  # fmt: skip
+    for name, container in containers.items():
+        env = docker("inspect", "--format", "{{json .Config.Env}}", container).stdout
+        held = {secret for secret, value in values.items() if value in env}
+        assert held == uses[name], f"{name} holds {sorted(held)}, and should hold {sorted(uses[name])}"
+    say("each container holds only its own secrets; the router and the client none")
 
 
 def main() -> int:
@@ -315,6 +382,8 @@ def main() -> int:
         current = unpack_bundle("ecs", registry, tag, workdir, data.ca)
         base = run_ecs_bundle(current, data, workdir)
         check_through(base, "the ECS bundle (Dockerrun.aws.json)")
+        check_secrets_held(data, {name: f"{PREFIX}-{name}" for name in CONTAINERS})
+        docker("rm", f"{PREFIX}-migrate")
         for name in ("router", "client", "worker", "api"):
             docker("stop", f"{PREFIX}-{name}", timeout=120)
             code = json.loads(docker("inspect", "--format", "{{json .State}}", f"{PREFIX}-{name}").stdout)["ExitCode"]
@@ -325,19 +394,20 @@ def main() -> int:
         current = unpack_bundle("docker", registry, tag, workdir, data.ca)
         base = run_compose_bundle(current, data, project)
         check_through(base, "the Docker platform bundle (docker-compose.yml)")
+        check_secrets_held(data, {name: f"{project}_{name}_1" for name in CONTAINERS})
     except Exception:
-        for name in (*SERVICES, "postgres", "redis"):
+        for name in (*CONTAINERS, "postgres", "redis"):
             print(f"--- {name} ---\n{logs(f'{PREFIX}-{name}')}", file=sys.stderr)
         raise
     finally:
         if not options.keep:
-            if data:  # first: they are attached to the compose project's network too
+            if data:
                 data.remove()
             compose_file = workdir / "current-docker" / "docker-compose.yml"
             if compose_file.exists():
                 subprocess.run(["docker-compose", "--project-name", project, "--file", str(compose_file), "down", "-v"],
                                capture_output=True, cwd=compose_file.parent)  # fmt: skip
-            for name in SERVICES:
+            for name in CONTAINERS:
                 docker("rm", "-f", f"{PREFIX}-{name}", check=False)
             docker("network", "rm", network, check=False)
             leftovers = docker("ps", "-aq", "--filter", f"name={PREFIX}").stdout.split()

@@ -31,14 +31,20 @@ def names_read_by(*sources: Path) -> set[str]:
 
 
 API_READS = names_read_by(
-    REPO / "server/fibapi/config.py", REPO / "server/fibapi/redisconf.py", REPO / "server/gunicorn.conf.py"
+    REPO / "server/fibapi/config.py",
+    REPO / "server/fibapi/pgconf.py",
+    REPO / "server/fibapi/redisconf.py",
+    REPO / "server/gunicorn.conf.py",
 )
+# The migration step (python -m fibapi.migrate), in the API's image.
+MIGRATION_READS = names_read_by(REPO / "server/fibapi/migrate.py", REPO / "server/fibapi/pgconf.py")
 WORKER_READS = names_read_by(REPO / "worker/fibworker/config.py", REPO / "worker/fibworker/redisconf.py")
 
 
 def router_reads() -> set[str]:
-    template = (REPO / "nginx/templates/default.conf.template").read_text()
-    names = set(re.findall(r"\$\{(\w+)\}", template))
+    names: set[str] = set()
+    for template in (REPO / "nginx/templates").glob("*.template"):
+        names |= set(re.findall(r"\$\{(\w+)\}", template.read_text()))
     for script in (REPO / "nginx/docker-entrypoint.d").iterdir():
         names |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script.read_text()))
-    return names - {"REAL_IP_CONFIG", "CONTENT_SECURITY_POLICY"}  # computed by the scripts
+    return names - {"REAL_IP_CONFIG", "TRUSTED_PROXY_RANGES", "CONTENT_SECURITY_POLICY"}  # computed by the scripts

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 KUBECTL = Path(sys.executable).parent / "kubectl"
-DEV_PASSWORD_FILE = K8S / "overlays" / "dev" / "postgres-password.env"
+# The dev overlay's git-ignored password files (scripts/k8s-dev-secrets.sh).
+DEV_PASSWORD_FILES = tuple(
+    K8S / "overlays" / "dev" / name for name in ("postgres-admin.env", "postgres-password.env", "redis-password.env")
+)
 Object = dict[str, Any]
 
 
 def ensure_dev_password() -> None:
-    """The dev overlay's git-ignored password file, as scripts/deploy-k8s.sh writes it."""
-    if not DEV_PASSWORD_FILE.exists():
-        DEV_PASSWORD_FILE.write_text(f"password={secrets.token_urlsafe(24)}\n")
+    """The dev overlay's password files, by the script scripts/deploy-k8s.sh runs."""
+    subprocess.run([str(REPO / "scripts" / "k8s-dev-secrets.sh")], check=True, capture_output=True)
 
 
 def render(kustomization: Path) -> list[Object]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,6 +93,11 @@ class Pod:
         assert len(containers) == 1, "one container per pod here"
         return containers[0]
 
+    @property
+    def init_containers(self) -> list[Object]:
+        init: list[Object] = self.spec.get("initContainers", [])
+        return init
+
     def aliases(self) -> list[str]:
         labels = self.workload["spec"]["template"]["metadata"]["labels"]
         services = find(self.objects, "Service")
@@ -110,7 +116,8 @@ class Pod:
         volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
         claims = {t["metadata"]["name"] for t in self.workload["spec"].get("volumeClaimTemplates", [])}
         modes = {}
-        for mount in self.main.get("volumeMounts", []):
+        mounts = [m for c in [*self.init_containers, self.main] for m in c.get("volumeMounts", [])]
+        for mount in mounts:
             assert "subPath" not in mount, "subPath is not emulated"
             if mount["name"] in claims:
                 modes[mount["name"]] = "2775"
@@ -119,13 +126,18 @@ class Pod:
                 modes[mount["name"]] = "2777"
         return modes
 
-    def run_args(self) -> list[str]:
-        pod_sc, sc, c = self.spec.get("securityContext", {}), self.main.get("securityContext", {}), self.main
+    def run_args(self, container: Object | None = None) -> list[str]:
+        """`docker run` for the pod's main container, or (to run to completion first) one of its init containers."""
+        c = container or self.main
+        pod_sc, sc = self.spec.get("securityContext", {}), c.get("securityContext", {})
         uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
         gid = sc.get("runAsGroup", pod_sc.get("runAsGroup"))
-        args = ["run", "-d", "--name", self.container, "--hostname", f"{self.name}-0", "--network", self.network]
-        for alias in self.aliases():
-            args += ["--network-alias", alias]
+        if container is None:
+            args = ["run", "-d", "--name", self.container, "--hostname", f"{self.name}-0", "--network", self.network]
+            for alias in self.aliases():
+                args += ["--network-alias", alias]
+        else:
+            args = ["run", "--rm", "--name", f"{self.container}-{c['name']}", "--network", self.network]
         args += ["--user", f"{uid}:{gid}"]
         if "fsGroup" in pod_sc:
             args += ["--group-add", str(pod_sc["fsGroup"])]
@@ -144,7 +156,8 @@ class Pod:
         if "cpu" in limits:
             args += ["--cpus", str(quantity_cpus(limits["cpu"]))]
         args += ["--stop-timeout", str(self.spec.get("terminationGracePeriodSeconds", 30))]
-        for name, value in container_env(c, self.objects).items():
+        env = container_env(c, self.objects)
+        for name, value in env.items():
             args += ["--env", f"{name}={value}"]
         for port in c.get("ports", []):
             # Loopback only: the host reaches the pod as kubectl port-forward would.
@@ -153,7 +166,9 @@ class Pod:
             # volume-nocopy: a fresh emptyDir or claim is empty, never a copy of the image's directory.
             volume = self.volume_name(mount["name"])
             args += ["--mount", f"type=volume,src={volume},dst={mount['mountPath']},volume-nocopy=true"]
-        command, container_args = c.get("command"), c.get("args", [])
+        # The kubelet's own expansion of $(VAR) in command and args ($$ escapes it).
+        command = [expand(part, env) for part in c.get("command", [])]
+        container_args = [expand(part, env) for part in c.get("args", [])]
         if command:
             args += ["--entrypoint", command[0], c["image"], *command[1:], *container_args]
         else:
@@ -174,6 +189,16 @@ class Pod:
 
     def start(self) -> None:
         self.prepare_volumes()
+        for init in self.init_containers:
+            # As the kubelet: each init container to completion, in order, before the pod's containers.
+            say(f"{self.name}: init container {init['name']} runs to completion")
+            result = docker(*self.run_args(init), check=False, timeout=300)
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"{self.name}: init container {init['name']} failed:\n{result.stdout}{result.stderr}"
+                )
+            said = result.stdout.strip().splitlines()
+            say(f"{self.name}: {init['name']}: {said[-1] if said else 'done'}")
         docker(*self.run_args())
         for port in self.main.get("ports", []):
             self.host_ports[port["containerPort"]] = host_port(self.container, port["containerPort"])
@@ -244,6 +269,15 @@ class Pod:
         docker("rm", "-f", self.container, check=False)
         for name in self.volume_modes():
             docker("volume", "rm", "-f", self.volume_name(name), check=False)
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) references in a command or an argument, from the container's environment."""
+    return re.sub(
+        r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+        text,
+    )
 
 
 def build_images() -> None:

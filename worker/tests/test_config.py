@@ -5,8 +5,8 @@ from fibworker.config import ConfigError, Settings
 
 
 def test_defaults() -> None:
-    settings = Settings.from_env({"REDIS_HOST": "redis"})
-    assert (settings.redis.host, settings.redis.port) == ("redis", 6379)
+    settings = Settings.from_env({"REDIS_HOST": "localhost"})
+    assert (settings.redis.host, settings.redis.port) == ("localhost", 6379)
     assert settings.heartbeat_seconds < settings.liveness_ttl_seconds
 
 
@@ -21,16 +21,18 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_port_range() -> None:
     with pytest.raises(ConfigError, match="REDIS_PORT must be between"):
-        Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "70000"})
+        Settings.from_env({"REDIS_HOST": "localhost", "REDIS_PORT": "70000"})
 
 
 def test_heartbeat_settings() -> None:
-    settings = Settings.from_env({"REDIS_HOST": "redis"})
+    settings = Settings.from_env({"REDIS_HOST": "localhost"})
     # The probe's threshold must leave room for an idle loop's turn.
     from fibworker.heartbeat import LOOP_SECONDS
 
     assert settings.stall_seconds > 2 * LOOP_SECONDS
-    custom = Settings.from_env({"REDIS_HOST": "r", "WORKER_HEARTBEAT_FILE": "/run/beat", "WORKER_STALL_SECONDS": "90"})
+    custom = Settings.from_env(
+        {"REDIS_HOST": "localhost", "WORKER_HEARTBEAT_FILE": "/run/beat", "WORKER_STALL_SECONDS": "90"}
+    )
     assert (custom.heartbeat_file, custom.stall_seconds) == ("/run/beat", 90)
     with pytest.raises(ConfigError, match="WORKER_STALL_SECONDS must be between"):
-        Settings.from_env({"REDIS_HOST": "redis", "WORKER_STALL_SECONDS": "1"})
+        Settings.from_env({"REDIS_HOST": "localhost", "WORKER_STALL_SECONDS": "1"})
