@@ -16,7 +16,7 @@ WITH_NODE := scripts/with-node
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 
-.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s run-api run-worker clean
+.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s migrate run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -115,7 +115,11 @@ eb-check: deps client-deps
 deploy-k8s: deps
 	scripts/deploy-k8s.sh $(DEPLOY_K8S_FLAGS) $(OVERLAY)
 
-# Run one service by hand against your own Postgres and Redis (see README).
+# Run one service by hand against your own Postgres and Redis (see README);
+# the migration step first, as MIGRATION_PGUSER.
+migrate: deps
+	cd server && ../$(PYTHON) -m fibapi.migrate
+
 run-api: deps
 	cd server && ../$(PYTHON) -m gunicorn --config gunicorn.conf.py
 

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from stack import router
-from stack.servers import PostgresServer, RedisServer
+from stack.servers import PostgresServer, RedisServer, kept_secret
 
 REPO = Path(__file__).resolve().parents[1]
 # Data and generated configs; FIBSTACK_WORK_DIR gives the end-to-end test a fresh stack.
@@ -60,7 +60,10 @@ def procfile(prod_client: bool) -> tuple[str, dict[str, str]]:
     WORK.mkdir(parents=True, exist_ok=True)
     postgres = PostgresServer(WORK / "postgres", PORTS["postgres"], durable=True)
     postgres.prepare()
-    redis = RedisServer(WORK / "redis", PORTS["redis"], persistent=True)
+    # With AUTH, as everywhere: a random password kept beside its data.
+    redis_dir = WORK / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    redis = RedisServer(redis_dir, PORTS["redis"], persistent=True, password=kept_secret(redis_dir / "password"))
     env = postgres.env() | redis.env() | {"LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO")}
     api_env = {
         "PORT": str(PORTS["api"]),

@@ -131,8 +131,8 @@ class PostgresServer(Server):
         self.tls = tls
         self.data = workdir / "data"
         # Random passwords per cluster, kept beside it (never in the repository).
-        self.password = _kept_secret(workdir / "password")
-        self.app_password = _kept_secret(workdir / "app-password")
+        self.password = kept_secret(workdir / "password")
+        self.app_password = kept_secret(workdir / "app-password")
         self.bindir = postgres_bindir()
         self._as_user: list[str] = []
         if os.geteuid() == 0:
@@ -247,7 +247,7 @@ class PostgresServer(Server):
         return self.env() | {"MIGRATION_PGUSER": self.user, "MIGRATION_PGPASSWORD": self.password}
 
 
-def _kept_secret(path: Path) -> str:
+def kept_secret(path: Path) -> str:
     """A random password kept in `path` (made on first use, readable by its owner only)."""
     if not path.exists():
         path.write_text(secrets.token_urlsafe(18))

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 
+import hostile as hostile_checks
 import requests
 from docker_cli import docker
 from kube import REPO
@@ -159,21 +160,10 @@ def hostile(*args: str) -> None:
     subprocess.run([sys.executable, str(HOSTILE), BASE, *args], check=True, timeout=300)
 
 
-def check_caps_from_two_places() -> None:
-    """The host holds one address's cap; a client inside the stack (another address) is served meanwhile."""
-    for hold, count in (("hold-streams", "100"), ("hold-requests", "100")):
-        holder = subprocess.Popen(
-            [sys.executable, str(HOSTILE), BASE, hold, count], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert holder.stdout is not None
-            line = holder.stdout.readline()
-            assert "holding" in line, f"{hold}: {line or 'the holder failed'}"
-            other = in_container("api", "python", "-", "http://nginx:8080", "other-client", stdin=HOSTILE.read_text())
-            assert other.returncode == 0, other.stdout + other.stderr
-        finally:
-            holder.communicate(timeout=30)
-        say(f"one client at its cap ({hold.removeprefix('hold-')}: {count}), another served meanwhile")
+def other_client_inside() -> None:
+    """tests/support/hostile.py's other-client check, from the API's container: another address."""
+    other = in_container("api", "python", "-", "http://nginx:8080", "other-client", stdin=HOSTILE.read_text())
+    assert other.returncode == 0, other.stdout + other.stderr
 
 
 def check_restart_with_streams_open() -> None:
@@ -234,7 +224,7 @@ def main() -> int:
         check_lockdown()
         check_job_injection()
         hostile("submit-spellings", "other-spellings", "slow-clients")
-        check_caps_from_two_places()
+        hostile_checks.check_caps_while_another_is_served(BASE, other_client_inside)
         check_restart_with_streams_open()
     except Exception:
         print(compose("ps", check=False).stdout, compose("logs", "--tail=40", check=False).stdout, file=sys.stderr)

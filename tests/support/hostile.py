@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -215,6 +216,27 @@ def check_slow_clients_are_cut_off(base: str, header_timeout: float = 10, keepal
             sock.close()
         limit = (keepalive if what == "idle after a request" else header_timeout) + 5
         assert time.monotonic() - started < limit, f"{what}: the router kept it {time.monotonic() - started:.0f} s"
+
+
+def check_caps_while_another_is_served(base: str, other_client: Callable[[], None], cap: int = 100) -> None:
+    """This machine holds one address's cap of streams, then of requests; `other_client` (another address) is served.
+
+    For the container checks: the host reaches the router through Docker's
+    proxy (one address), `other_client` runs this file's other-client check
+    from inside the stack's network.
+    """
+    for hold in ("hold-streams", "hold-requests"):
+        holder = subprocess.Popen(
+            [sys.executable, __file__, base, hold, str(cap)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None
+            line = holder.stdout.readline()
+            assert "holding" in line, f"{hold}: {line or 'the holder failed'}"
+            other_client()
+        finally:
+            holder.communicate(timeout=30)
+        print(f"hostile: one client at its cap ({hold.removeprefix('hold-')}: {cap}), another served", flush=True)
 
 
 def _serve_forever() -> None:

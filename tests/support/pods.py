@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import hostile
 import requests
 from docker_cli import docker, host_port, logs
 from kube import (
@@ -271,6 +272,18 @@ class Pod:
             docker("volume", "rm", "-f", self.volume_name(name), check=False)
 
 
+HOSTILE = REPO / "tests/support/hostile.py"
+
+
+def other_client_inside(pod: Pod) -> None:
+    """hostile.py's other-client check from inside the pods' network (`pod`'s container), via the router's name."""
+    result = subprocess.run(
+        ["docker", "exec", "-i", pod.container, "python", "-", "http://router:8080", "other-client"],
+        input=HOSTILE.read_text(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) references in a command or an argument, from the container's environment."""
     return re.sub(
@@ -318,6 +331,11 @@ def main() -> int:
 
         browser_test(base)
         say("the browser test passes through the router")
+
+        # What a hostile client tries, against the pods' router: from this machine, and from inside.
+        subprocess.run([sys.executable, str(HOSTILE), base, "submit-spellings", "other-spellings", "slow-clients"],
+                       check=True, timeout=300)  # fmt: skip
+        hostile.check_caps_while_another_is_served(base, lambda: other_client_inside(pods["api"]))
 
         say("memory, peak against limit (for sizing requests and limits):")
         for name in START_ORDER:
