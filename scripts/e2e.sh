@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start a fresh local stack, run the browser test against it, stop the stack.
+# Start a fresh local stack, try it as a hostile client would, run the browser
+# test against it, stop the stack.
 #   scripts/e2e.sh               the Vite dev server behind the router (make dev)
 #   scripts/e2e.sh --prod-client the production build behind the router (make dev-prod)
 # The stack's data lives in a throw-away directory, so every run starts empty.
@@ -43,6 +44,10 @@ for _ in $(seq 240); do
     sleep 0.5
 done
 curl -fsS -o /dev/null "$base/api/readyz" || { echo "e2e: the stack is not ready; see $log" >&2; exit 1; }
+
+# What a hostile client tries, against this stack's router (tests/support/hostile.py).
+.venv/bin/python tests/support/hostile.py "$base" submit-spellings other-spellings slow-clients \
+    || { echo "e2e: the hostile-client checks failed; the stack's log is in $log" >&2; exit 1; }
 
 cd client
 E2E_BASE_URL=$base ../scripts/with-node npx vitest run --config vitest.e2e.config.ts \
