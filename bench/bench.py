@@ -27,8 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
 
+import baselines  # noqa: E402
 import gmpy2  # noqa: E402
 import http_paths  # noqa: E402
+import redis_calls  # noqa: E402
 import requests  # noqa: E402
 import worker_jobs  # noqa: E402
 from fibapi.events import KEEPALIVE_SECONDS  # noqa: E402
@@ -83,15 +85,18 @@ def bench_compute() -> None:
 
 
 @contextmanager
-def services() -> Iterator[dict[str, str]]:
+def services() -> Iterator[tuple[dict[str, str], PostgresServer]]:
+    """Postgres and Redis with production's settings: fsync on; the append-only file, 256 MB, noeviction."""
     pg_dir = Path(tempfile.mkdtemp(prefix="fibstack-bench-pg-"))
     redis_dir = Path(tempfile.mkdtemp(prefix="fibstack-bench-redis-"))
-    postgres, redis_server = PostgresServer(pg_dir), RedisServer(redis_dir, maxmemory="1gb")
+    postgres = PostgresServer(pg_dir, durable=True)
+    redis_server = RedisServer(redis_dir, maxmemory="256mb", persistent=True)
     postgres.start()
     redis_server.start()
     migrate_server(postgres)
     try:
-        yield postgres.env() | redis_server.env() | {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL_SECONDS": "0"}
+        env = postgres.env() | redis_server.env() | {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL_SECONDS": "0"}
+        yield env, postgres
     finally:
         postgres.stop()
         redis_server.stop()
@@ -244,7 +249,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print("\nGoal: no growth from one run to the next.\n")
 
 
-SECTIONS = ("compute", "http", "metrics", "worker", "recovery", "e2e", "streams")
+SECTIONS = ("compute", "redis", "http", "metrics", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -253,7 +258,11 @@ def main() -> None:
     if "compute" in chosen:
         bench_compute()
     work = Path(tempfile.mkdtemp(prefix="fibstack-bench-"))
-    with services() as env:
+    with services() as (env, postgres):
+        baselines.print_settings(postgres, env)
+        baselines.bench_durable_commits(postgres)
+        if "redis" in chosen:
+            redis_calls.bench_redis_calls(env)
         if "http" in chosen:
             bench_http(env, work)
         if "metrics" in chosen:

@@ -38,6 +38,12 @@ DRAIN_POLL_SECONDS = 0.05
 class GeventWorker(StockGeventWorker):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn.conf.py's worker_class: gunicorn's own gevent worker, shutting down promptly."""
 
+    def patch(self) -> None:
+        super().patch()  # gevent's monkey-patching
+        from . import gevent_poll
+
+        gevent_poll.apply()
+
     def init_process(self) -> None:
         # The connections waiting for their next request, each with the
         # timeout that bounds the wait (gevent.Timeout, raising nothing).
