@@ -65,7 +65,7 @@ def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | Non
         api=f"127.0.0.1:{api.port}",
         client="127.0.0.1:9",
         mode="production",
-        requests_per_client=100_000,
+        requests_per_client=65_535,  # nginx's largest
     )
     try:
         with router.serving(conf, port):

@@ -43,12 +43,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["fibstack.settings"] = settings
     errors.register(app)
     database = db.init_app(app, settings)
-    app.wsgi_app = listcache.ListCache(app.wsgi_app, store.init_app(app, settings))  # type: ignore[method-assign]
+    store.init_app(app, settings)
+    lists = listcache.ListCache(app.wsgi_app, events.init_app(app, settings))
+    app.extensions["fibstack.listcache"] = lists
+    app.wsgi_app = lists  # type: ignore[method-assign]
     if settings.metrics_port:
         app.wsgi_app = metrics.Instrument(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = requestid.RequestId(app.wsgi_app)  # type: ignore[method-assign]
     metrics.init_app(app)
-    events.init_app(app, settings)
     for blueprint in (values.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     # Outermost, and before the pool's first connection (which it instruments).

@@ -117,17 +117,14 @@ def recompute_key(index: int) -> str:
 RECOMPUTES: Final = f"{PREFIX}:recomputes"
 
 
-# A fresh random token each time what the lists show changes: the API sets it
-# when it queues an index and after a submission is committed, the worker in
-# the same transaction as a result. Each API process answers the lists from
-# memory while the token is unchanged (fibapi/listcache.py). Random, not a
-# counter: a counter would start again at 1 after Redis lost its data, and
-# could match a list remembered from before.
-LISTS_VERSION: Final = f"{PREFIX}:lists-version"
-
-
-def new_lists_version() -> str:
-    return secrets.token_hex(8)
+# What the lists show (GET /api/values/current, /all, /recent) changes with
+# every entry of EVENTS_STREAM (a status changed) and every entry of this one:
+# the API appends one after each submission is committed (a new row in
+# /all, a new order in /current), even for an index known already. Each API
+# process follows both streams and drops the lists it keeps in memory at
+# each entry (fibapi/listcache.py), so it answers them without asking Redis.
+LISTS_CHANGES: Final = f"{PREFIX}:lists-changes"
+LISTS_CHANGES_MAXLEN: Final = 1000
 
 
 def worker_alive_key(worker_name: str) -> str:

@@ -3,7 +3,9 @@
 Workers and the API append events to a capped Redis stream (contract.py). Each
 API process runs one reader that follows the stream and hands each event to
 every open connection, so a thousand open pages cost one Redis connection,
-not a thousand. Under gunicorn's gevent worker each open stream is a
+not a thousand. The same reader follows contract.LISTS_CHANGES, and tells
+its watchers (listcache.py) at each entry of either stream that the lists
+changed. Under gunicorn's gevent worker each open stream is a
 greenlet waiting on a queue, which is why open streams do not hold up the
 other routes (`make bench` measures it).
 
@@ -18,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request, stream_with_context
@@ -40,16 +42,37 @@ SUBSCRIBER_BACKLOG = 1000  # a client this far behind is dropped and reconnects
 Event = tuple[str, str]  # (stream id, JSON payload)
 
 
+# The reader counts as in step with Redis while it has been able to read
+# within this long (XREAD blocks for at most 5 s, its socket times out at 30 s).
+IN_STEP_SECONDS = 35.0
+STREAMS = (contract.EVENTS_STREAM, contract.LISTS_CHANGES)
+
+
 class Broadcaster:
-    """Follows the events stream and fans each event out to subscriber queues."""
+    """Follows the events stream and fans each event out to subscriber queues; tells watchers of every change."""
 
     def __init__(self, settings: Settings) -> None:
         # A client of its own: XREAD BLOCK holds its connection while it waits.
         self.redis = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=2, socket_timeout=30)
         self._subscribers: set[queue.Queue[Event | None]] = set()
+        self._watchers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # When the reader last issued or finished a read without an error (monotonic); None: not in step.
+        self._last_read: float | None = None
+
+    def watch(self, on_change: Callable[[], None]) -> None:
+        """Call `on_change` at every entry of either stream, and whenever the reader loses Redis; follow for good."""
+        with self._lock:
+            self._watchers.append(on_change)
+        self._ensure_following()
+
+    @property
+    def in_step(self) -> bool:
+        """Whether every change so far will reach the watchers: the reader follows the streams, without a gap."""
+        last = self._last_read
+        return last is not None and time.monotonic() - last < IN_STEP_SECONDS
 
     def subscribe(self) -> queue.Queue[Event | None]:
         inbox: queue.Queue[Event | None] = queue.Queue(maxsize=SUBSCRIBER_BACKLOG)
@@ -60,26 +83,31 @@ class Broadcaster:
             return inbox
         with self._lock:
             self._subscribers.add(inbox)
-            following = self._thread is not None and self._thread.is_alive()
-        if not following:
-            # Where the reader starts, fixed now, before this subscriber's
-            # response goes out: an event appended after this point (its page
-            # may submit at once) must reach it, however late the new reader
-            # thread gets to run (a TLS handshake to Redis takes a while).
-            start = self._newest_id()
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._follow, args=(start,), name="events", daemon=True)
-                    self._thread.start()
+        self._ensure_following()
         return inbox
 
-    def _newest_id(self) -> str:
-        """The id of the stream's newest event ("0-0" if none; "$" if Redis cannot say now)."""
+    def _ensure_following(self) -> None:
+        with self._lock:
+            following = self._thread is not None and self._thread.is_alive()
+        if following:
+            return
+        # Where the reader starts, fixed now, before this subscriber's
+        # response goes out: an event appended after this point (its page
+        # may submit at once) must reach it, however late the new reader
+        # thread gets to run (a TLS handshake to Redis takes a while).
+        start = {stream: self._newest_id(stream) for stream in STREAMS}
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._follow, args=(start,), name="events", daemon=True)
+                self._thread.start()
+
+    def _newest_id(self, stream: str = contract.EVENTS_STREAM) -> str:
+        """The id of the stream's newest entry ("0-0" if none; "$" if Redis cannot say now)."""
         try:
-            newest: Any = self.redis.xrevrange(contract.EVENTS_STREAM, count=1)
+            newest: Any = self.redis.xrevrange(stream, count=1)
         except RedisError:
             return "$"  # resolved by the reader once Redis answers; nothing can be appended meanwhile
-        return _event(newest[0])[0] if newest else "0-0"
+        return str(newest[0][0].decode()) if newest else "0-0"
 
     def unsubscribe(self, inbox: queue.Queue[Event | None]) -> None:
         with self._lock:
@@ -98,29 +126,44 @@ class Broadcaster:
         entries: Any = self.redis.xrange(contract.EVENTS_STREAM, min=f"({after}", count=REPLAY_LIMIT)
         return [_event(entry) for entry in entries]
 
-    def _follow(self, last_id: str) -> None:
+    def _follow(self, last_ids: dict[str, str]) -> None:
         while not self._stopping.is_set():
             with self._lock:
-                if not self._subscribers:
+                if not self._subscribers and not self._watchers:
                     self._thread = None
                     return
             try:
-                if last_id == "$":
+                unresolved = [stream for stream, last_id in last_ids.items() if last_id == "$"]
+                if unresolved:
                     # Resolve "$" once, so nothing between two reads is skipped.
-                    last_id = self._newest_id()
-                    if last_id == "$":
+                    for stream in unresolved:
+                        last_ids[stream] = self._newest_id(stream)
+                    if "$" in last_ids.values():
                         time.sleep(1)
                     continue
-                replies: Any = self.redis.xread({contract.EVENTS_STREAM: last_id}, block=5000, count=500)
+                self._last_read = time.monotonic()
+                replies: Any = self.redis.xread(dict(last_ids), block=5000, count=500)  # type: ignore[arg-type]
+                self._last_read = time.monotonic()
             except RedisError as exc:
+                self._last_read = None  # changes meanwhile may never be told: not in step
+                self._changed()
                 log.warning("events: Redis unavailable, retrying", extra={"error": str(exc)})
                 time.sleep(1)
                 continue
-            for _stream, entries in replies or []:
+            if replies:
+                self._changed()
+            for stream, entries in replies or []:
+                name = stream.decode()
                 for entry in entries:
-                    event = _event(entry)
-                    last_id = event[0]
-                    self._publish(event)
+                    last_ids[name] = entry[0].decode()
+                    if name == contract.EVENTS_STREAM:
+                        self._publish(_event(entry))
+
+    def _changed(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for on_change in watchers:
+            on_change()
 
     def _publish(self, event: Event) -> None:
         with self._lock:

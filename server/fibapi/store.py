@@ -82,7 +82,7 @@ class Store:
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
         self._recompute = self.redis.register_script(RECOMPUTE)
-        # For the readiness probe and the lists' version: one try, half-second
+        # For the readiness probe: one try, half-second
         # timeouts. The client above may take its 1 s read plus a retry, past
         # the probe's 0.8 s deadline; and /all, which needs only Postgres,
         # should not wait that long on a Redis that hangs.
@@ -96,14 +96,6 @@ class Store:
     def ping(self) -> None:
         """Raise unless Redis answers within half a second."""
         self._quick_redis.ping()
-
-    def lists_version(self) -> bytes:
-        """The token of what the lists show now (contract.LISTS_VERSION); sets one if Redis has none."""
-        version: Any = self._quick_redis.get(contract.LISTS_VERSION)
-        if version is None:  # Redis lost its data, or is new
-            fresh = contract.new_lists_version()
-            version = self._quick_redis.set(contract.LISTS_VERSION, fresh, nx=True, get=True) or fresh.encode()
-        return bytes(version)
 
     def request_computation(self, index: int, admit: bool = True) -> bool:
         """Queue F(index) unless it is pending or computed already; True if queued now.
@@ -153,7 +145,12 @@ class Store:
         """
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                _lists_changed(pipe)
+                pipe.xadd(
+                    contract.LISTS_CHANGES,
+                    {"index": index},
+                    maxlen=contract.LISTS_CHANGES_MAXLEN,
+                    approximate=True,
+                )
                 pipe.hgetall(contract.status_key(index))
                 _, raw = pipe.execute()
         except RedisError as exc:
@@ -167,8 +164,7 @@ class Store:
     def _queue_in(self, pipe: Pipeline, index: int) -> None:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
         job_id = contract.new_job_id(index)
-        self._mark_pending(pipe, index, job_id)
-        _lists_changed(pipe)
+        self._mark_pending(pipe, index, job_id)  # its event tells every process its lists changed
         self._enqueue(contract.JOB_FUNCTION, index, job_id, pipe)
 
     def queue_batch(self, indexes: list[int]) -> int:
@@ -195,7 +191,6 @@ class Store:
                     pipe.multi()
                     for index in wanted:
                         self._mark_pending(pipe, index, job_id)
-                    _lists_changed(pipe)  # once for the batch
                     self._enqueue(contract.BATCH_JOB_FUNCTION, wanted, job_id, pipe)
                     pipe.execute()
                     return len(wanted)
@@ -326,11 +321,6 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
-
-
-def _lists_changed(pipe: Pipeline) -> None:
-    """Queue the new token that tells every API process its lists changed (listcache.py)."""
-    pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
 
 def _public(index: int, raw: dict[bytes, bytes]) -> dict[str, Any] | None:

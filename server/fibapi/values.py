@@ -45,6 +45,9 @@ def submit() -> tuple[dict[str, Any], int]:
     with get_db().connection() as conn:
         queued = store.request_computation(index)
         get_db().record_submission(conn, index)
+    # Committed: this process's kept lists go at once (read your writes);
+    # the others' when the entry that submitted() appends reaches them.
+    current_app.extensions["fibstack.listcache"].invalidate()
     metrics.submission(queued)
     return {"working": True, **store.submitted(index)}, 202
 

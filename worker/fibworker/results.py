@@ -13,14 +13,9 @@ from . import contract
 
 
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
-    """Queue an event carrying the same object as GET /api/values/{n}."""
+    """Queue an event carrying the same object as GET /api/values/{n} (and telling the API its lists changed)."""
     entry = _redis_mapping(contract.event_entry(index, fields))
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
-
-
-def lists_changed(pipe: Pipeline) -> None:
-    """Queue the new token that tells every API process its lists changed (once per transaction)."""
-    pipe.set(contract.LISTS_VERSION, contract.new_lists_version())
 
 
 # Stores a value and drops the least recently used ones past the budget (values.lua).
@@ -49,7 +44,6 @@ def store_many_done(connection: Redis, computed: list[tuple[int, str, float]], v
         for index, decimal, compute_ms in computed:
             scripts.append(len(pipe.command_stack))
             _store_done_in(pipe, index, decimal, compute_ms, values_max_bytes)
-        lists_changed(pipe)
         replies = pipe.execute()
     return [int(member) for position in scripts for member in replies[position]]
 
@@ -97,7 +91,6 @@ def store_failed(connection: Redis, index: int, error: str) -> None:
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         pipe.zrem(contract.PENDING_SINCE, str(index))
         announce(pipe, index, fields)
-        lists_changed(pipe)
         pipe.execute()
 
 
