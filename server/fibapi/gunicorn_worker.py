@@ -1,4 +1,4 @@
-"""gunicorn's gevent worker, with a shutdown that waits only for requests in flight.
+"""gunicorn's gevent worker: fair between keep-alive connections, and a shutdown that waits only for requests in flight.
 
 At SIGTERM the stock worker stops accepting and waits, up to graceful_timeout,
 for every connection it holds to finish. Two kinds never finish by themselves:
@@ -53,6 +53,14 @@ class GeventWorker(StockGeventWorker):  # type: ignore[misc]  # gunicorn ships n
     @contextmanager
     def timeout_ctx(self) -> Iterator[None]:
         """What the stock worker does around reading each next request, also noting the wait as idle."""
+        # Let every other connection with a request waiting go first. The
+        # router sends a keep-alive connection's next request as soon as its
+        # last answer is in, so under load that request is already there:
+        # the read below succeeds without yielding, and the stock worker
+        # served that one connection over and over while the others' requests
+        # waited in the kernel (wrk, 10 connections: p50 0.3 ms, p99 1.2 s;
+        # with this: p99 3.6 ms, tests/test_end_to_end.py).
+        gevent.sleep(0)
         timeout = gevent.Timeout(self.cfg.keepalive, False)
         connection = gevent.getcurrent()
         with timeout:
