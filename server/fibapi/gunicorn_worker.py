@@ -109,7 +109,9 @@ class GeventWorker(StockGeventWorker):  # type: ignore[misc]  # gunicorn ships n
         gevent.spawn(self._end_what_would_hold_shutdown)
 
     def _end_what_would_hold_shutdown(self) -> None:
-        self.wsgi.extensions["fibstack.events"].stop()
+        events = getattr(self.wsgi, "extensions", {}).get("fibstack.events")  # none in a bare app (make bench)
+        if events:
+            events.stop()
         loop = gevent.get_hub().loop
         for connection, timeout in list(self._idle.items()):
             loop.run_callback(self._expire, connection, timeout)
