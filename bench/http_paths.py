@@ -52,24 +52,31 @@ class Stack:
 
 
 @contextmanager
-def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    api = API(env | (api_env or {}), work / "api-http.log", workers=2)
-    worker = start_worker(env, work / "worker-http.log")
+def routing(conf_dir: Path, api_port: int) -> Iterator[str]:
+    """The router, production configuration, in front of the API on `api_port`; its URL."""
     port = free_port()
     # The client upstream is never asked: only /api paths are measured. wrk's
     # load is many clients' but comes from one address: the router's cap on
     # one address's requests in progress (REQUESTS_PER_CLIENT) is lifted.
     conf = router.write_router(
-        work / "router-http",
+        conf_dir,
         port,
-        api=f"127.0.0.1:{api.port}",
+        api=f"127.0.0.1:{api_port}",
         client="127.0.0.1:9",
         mode="production",
         requests_per_client=65_535,  # nginx's largest
     )
+    with router.serving(conf, port):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def running_stack(env: dict[str, str], work: Path, api_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    api = API(env | (api_env or {}), work / "api-http.log", workers=2)
+    worker = start_worker(env, work / "worker-http.log")
     try:
-        with router.serving(conf, port):
-            yield Stack(f"http://127.0.0.1:{port}", api, worker, env)
+        with routing(work / "router-http", api.port) as router_url:
+            yield Stack(router_url, api, worker, env)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -109,18 +116,9 @@ def bare_wsgi(env: dict[str, str], work: Path, body: bytes) -> Iterator[str]:
         workers=2,
         extra_args=("--config", str(REPO / "bench" / "bare_gunicorn.conf.py"), "--pythonpath", str(REPO / "bench")),
     )
-    port = free_port()
-    conf = router.write_router(
-        work / "router-bare",
-        port,
-        api=f"127.0.0.1:{bare.port}",
-        client="127.0.0.1:9",
-        mode="production",
-        requests_per_client=65_535,
-    )
     try:
-        with router.serving(conf, port):
-            yield f"http://127.0.0.1:{port}"
+        with routing(work / "router-bare", bare.port) as router_url:
+            yield router_url
     finally:
         bare.stop()
 
