@@ -101,7 +101,7 @@ class Broadcaster:
                 self._thread = threading.Thread(target=self._follow, args=(start,), name="events", daemon=True)
                 self._thread.start()
 
-    def _newest_id(self, stream: str = contract.EVENTS_STREAM) -> str:
+    def _newest_id(self, stream: str) -> str:
         """The id of the stream's newest entry ("0-0" if none; "$" if Redis cannot say now)."""
         try:
             newest: Any = self.redis.xrevrange(stream, count=1)
