@@ -28,19 +28,48 @@ from .liveness import Liveness, requeue_orphans
 log = logging.getLogger("fibworker")
 
 
+# RQ's loop sends its heartbeat (HSET, then EXPIRE: two round trips) three
+# times per job, asks whether `rq suspend` was run (GET) once per job, and
+# writes the worker's state "idle" twice between two jobs: 9 of a small
+# job's 19 round trips. What they tell is about time, not about jobs: at
+# most once per BOOKKEEPING_SECONDS each is plenty for the 20 s the worker's
+# key lives (heartbeat.RQ_WORKER_TTL) and for `rq suspend` to take effect.
+BOOKKEEPING_SECONDS = 1.0
+
+
 class FibWorker(SimpleWorker):
     """RQ's SimpleWorker, reading JSON jobs that may run only fibstack's own functions (jobqueue.py),
-    and touching a file each time its loop turns (heartbeat.py)."""
+    touching a file each time its loop turns (heartbeat.py), and sending RQ's own bookkeeping
+    once a second rather than several times per job."""
 
     def __init__(self, *args: Any, heartbeat_file: Path, **kwargs: Any) -> None:
         self.heartbeat_file = heartbeat_file
+        self._beat_at = self._suspension_checked_at = -BOOKKEEPING_SECONDS
         super().__init__(*args, **kwargs | {"job_class": FibJob, "serializer": JSONSerializer})
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # First: the loop turning is what the probe asks about, even while
         # the Redis half of the heartbeat fails.
         heartbeat.touch(self.heartbeat_file)
+        now = time.monotonic()
+        # One given a timeout or a pipeline is RQ's own for a job (how long it
+        # may run): always sent.
+        if timeout is None and pipeline is None and now - self._beat_at < BOOKKEEPING_SECONDS:
+            return
         super().heartbeat(timeout, pipeline)
+        self._beat_at = now
+
+    def check_for_suspension(self, burst: bool) -> None:
+        now = time.monotonic()
+        if now - self._suspension_checked_at < BOOKKEEPING_SECONDS:
+            return
+        super().check_for_suspension(burst)
+        self._suspension_checked_at = now
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == self._state:
+            return  # written already: "idle" after a job, then again before the next dequeue
+        super().set_state(state, pipeline)
 
 
 def wait_for_redis(connection: Redis, heartbeat_file: Path, where: str) -> None:
