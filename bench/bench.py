@@ -249,7 +249,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print("\nGoal: no growth from one run to the next.\n")
 
 
-SECTIONS = ("compute", "redis", "http", "metrics", "worker", "recovery", "e2e", "streams")
+SECTIONS = ("compute", "redis", "http", "posts", "metrics", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -265,6 +265,9 @@ def main() -> None:
             redis_calls.bench_redis_calls(env)
         if "http" in chosen:
             bench_http(env, work)
+        if "posts" in chosen and "http" not in chosen:  # http includes them
+            with http_paths.running_stack(env, work) as stack:
+                http_paths.bench_posts(stack)
         if "metrics" in chosen:
             http_paths.bench_instrumentation(env, work)
         if "worker" in chosen:

@@ -18,7 +18,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     from flask import Flask
     from werkzeug.routing import IntegerConverter
 
-    from . import db, errors, events, health, listcache, metrics, openapi, requestid, store, tracing, values
+    from . import (
+        db,
+        errors,
+        events,
+        health,
+        listcache,
+        metrics,
+        openapi,
+        requestid,
+        store,
+        submissions,
+        tracing,
+        values,
+    )
 
     class AsciiIntegerConverter(IntegerConverter):
         """<int:...> as ASCII digits only. Werkzeug's accepts any Unicode digit,
@@ -44,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     database = db.init_app(app, settings)
     store.init_app(app, settings)
+    submissions.init_app(app)
     lists = listcache.ListCache(app.wsgi_app, events.init_app(app, settings))
     app.extensions["fibstack.listcache"] = lists
     app.wsgi_app = lists  # type: ignore[method-assign]

@@ -25,7 +25,8 @@ end
 
 -- Run the commands recorded from ARGV[at] on: how many there are, then each
 -- as its argument count and its arguments (RQ's own enqueue and our marks,
--- as redis-py's pipeline recorded them, store.py).
+-- as redis-py's pipeline recorded them, store.py). Returns where the next
+-- recorded block starts.
 local function run_recorded(at)
     local commands = tonumber(ARGV[at])
     at = at + 1
@@ -34,5 +35,15 @@ local function run_recorded(at)
         redis.call(unpack(ARGV, at + 1, at + count))
         at = at + count + 1
     end
+    return at
 end
 
+-- Where the recorded block after the one at ARGV[at] starts, running nothing.
+local function skip_recorded(at)
+    local commands = tonumber(ARGV[at])
+    at = at + 1
+    for _ = 1, commands do
+        at = at + tonumber(ARGV[at]) + 1
+    end
+    return at
+end

@@ -88,16 +88,26 @@ class Database:
     # Queries. Each takes a connection from connection().
 
     @staticmethod
-    def record_submission(conn: psycopg.Connection, index: int) -> None:
-        """Both rows in one statement, so both or neither are committed."""
+    def record_submissions(conn: psycopg.Connection, indexes: list[int]) -> None:
+        """A row per submission and one per distinct index, in one statement: all or none are committed.
+
+        A group's statement (submissions.py): the same index twice counts
+        twice. The distinct indexes are upserted in ascending order, so two
+        processes' groups that share indexes lock their rows in the same
+        order and never deadlock.
+        """
         conn.execute(
             """
-            WITH submission AS (INSERT INTO submissions (number) VALUES (%(index)s))
-            INSERT INTO indexes (number) VALUES (%(index)s)
+            WITH submission AS (
+                INSERT INTO submissions (number) SELECT unnest(%(indexes)s::integer[])
+            )
+            INSERT INTO indexes (number, submissions)
+            SELECT number, count(*) FROM unnest(%(indexes)s::integer[]) AS submitted (number)
+            GROUP BY number ORDER BY number
             ON CONFLICT (number) DO UPDATE
-            SET last_submitted_at = now(), submissions = indexes.submissions + 1
+            SET last_submitted_at = now(), submissions = indexes.submissions + excluded.submissions
             """,
-            {"index": index},
+            {"indexes": indexes},
         )
 
     @staticmethod

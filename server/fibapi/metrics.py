@@ -41,6 +41,11 @@ SUBMISSIONS = Counter(
     "refused (code: the error's code)",
     ["outcome", "code"],
 )
+SUBMISSION_GROUPS = Histogram(
+    "fibstack_api_submission_group_size",
+    "Submissions written together (one queueing script, one INSERT, one commit: submissions.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 ADMISSION_REFUSED = Counter(
     "fibstack_api_admission_refused",
     "New work refused with 503 over_capacity, by reason: queue (too deep), memory (Redis nearly full), "
@@ -86,6 +91,10 @@ class Instrument:
 
 def submission(queued: bool) -> None:
     SUBMISSIONS.labels("accepted" if queued else "deduplicated", "").inc()
+
+
+def submission_group(size: int) -> None:
+    SUBMISSION_GROUPS.observe(size)
 
 
 def refused(code: str) -> None:

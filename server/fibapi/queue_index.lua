@@ -1,24 +1,58 @@
--- Queue an index unless it is pending or done already, in one atomic step,
--- and only while there is room for new work (admission.lua, in front).
--- KEYS[1]: the index's status hash (contract.status_key)
--- KEYS[2]: RQ's queue (a list), KEYS[3]: contract.VALUES_BYTES
+-- Queue each of a group of indexes unless it is pending or done already, all
+-- in one atomic step, each new one only while there is room for new work
+-- (admission.lua, in front). A group is what concurrent submissions to one
+-- API process share (submissions.py); reads and the sweeper queue groups of one.
+-- While the queue is deep, the group's small new indexes go as one batch job
+-- (fibworker.jobs.compute_batch), each claimed by the batch's id here: the
+-- workers are busy anyway, and one job where there were many spares RQ's
+-- bookkeeping per index. At a shallow queue each index is a job of its own.
+-- KEYS[1]: RQ's queue (a list), KEYS[2]: contract.VALUES_BYTES,
+-- KEYS[3...]: each index's status hash (contract.status_key), in order
 -- ARGV[1]: the queue's bound, ARGV[2]: the memory bound (percent of maxmemory),
 -- ARGV[3]: '1' to apply both, '0' not to (work accepted before: recovery)
--- ARGV[4...]: the commands to run (admission.lua's run_recorded): marking
---          the index pending and RQ's own enqueue
--- Returns 1 if queued now, 0 if not needed (pending or done), or why it is
--- refused ('queue' or 'memory'): then nothing is written.
+-- ARGV[4]: batch when the queue holds at least this many jobs ('0': never)
+-- ARGV[5...]: for each index in turn: '1' if it may go in the batch, else
+--          '0'; the commands that queue it alone (admission.lua's
+--          run_recorded: marking it pending and RQ's own enqueue); if it may
+--          go in the batch, the commands that mark it pending for the batch.
+--          Last, if any may: RQ's own enqueue of the batch job.
+-- Returns, for each index: 1 if queued now, 0 if not needed (pending or done,
+-- an index twice in the group included), or why it is refused ('queue' or
+-- 'memory'): then nothing is written for it. Each index sees the queue as the
+-- ones before it left it, exactly as if they had come one by one.
 -- The commands touch keys not listed in KEYS (RQ's): fine on a single Redis
 -- or a replicated one, not on Redis Cluster, which fibstack does not use.
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'pending' or status == 'done' then
-    return 0
-end
-if ARGV[3] == '1' then
-    local refused = over_capacity(KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]))
-    if refused then
-        return refused
+local batch_depth = tonumber(ARGV[4])
+local batching = batch_depth > 0 and redis.call('LLEN', KEYS[1]) >= batch_depth
+local batched = false
+local answers = {}
+local at = 5
+for i = 3, #KEYS do
+    local may_batch = ARGV[at] == '1'
+    at = at + 1
+    local answer = 1
+    local status = redis.call('HGET', KEYS[i], 'status')
+    if status == 'pending' or status == 'done' then
+        answer = 0
+    elseif ARGV[3] == '1' then
+        answer = over_capacity(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])) or 1
     end
+    if answer == 1 and not (batching and may_batch) then
+        at = run_recorded(at)
+    else
+        at = skip_recorded(at)
+    end
+    if may_batch then
+        if answer == 1 and batching then
+            at = run_recorded(at)
+            batched = true
+        else
+            at = skip_recorded(at)
+        end
+    end
+    answers[#answers + 1] = answer
 end
-run_recorded(4)
-return 1
+if batched then
+    run_recorded(at)
+end
+return answers

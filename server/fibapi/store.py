@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +41,31 @@ CHUNK_BYTES = 64 * 1024
 RECOMPUTE_COOLDOWN_SECONDS = 30
 RECOMPUTES_MAX = 20
 
+# While RQ's queue holds at least this many jobs, the workers have work
+# queued ahead of a new group anyway: its new indexes up to BATCH_INDEX_MAX
+# go as one batch job (queue_index.lua), sparing RQ's bookkeeping per index.
+# Larger ones stay a job each, so that two workers share them.
+BATCH_QUEUE_DEPTH = 2
+BATCH_INDEX_MAX = 100_000
+
 # RQ job states in which the job will still run (and so settle its index).
 LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
 
-# Queues an index unless it is pending or done, as one atomic step (see
-# request_computation), and a dropped value again (recompute), each only
+# Queues indexes unless pending or done, as one atomic step (see
+# request_computations), and a dropped value again (recompute), each only
 # while there is room for new work (admission.lua, shared by both).
 _ADMISSION = Path(__file__).with_name("admission.lua").read_text()
 QUEUE_INDEX = _ADMISSION + Path(__file__).with_name("queue_index.lua").read_text()
 RECOMPUTE = _ADMISSION + Path(__file__).with_name("recompute.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Queueing:
+    """An index and the commands that queue it (Store.prepare), for Store.request_computations."""
+
+    index: int
+    commands: list[Any]
 
 
 class OverCapacity(Exception):
@@ -103,21 +120,57 @@ class Store:
         Raises OverCapacity, having written nothing, when the index is new
         and the queue or Redis's memory is past its bound (admission.lua);
         `admit=False` for work accepted before (a recorded index Redis lost).
-
-        Check and enqueue are one Lua script (queue_index.lua), so two API
-        replicas receiving the same index at once queue it only once, and a
-        crash can never leave an index marked pending without a job. The
-        commands it runs are RQ's own enqueue (and our pending mark), recorded
-        by a pipeline that is never sent: one round trip where a WATCH/MULTI
-        transaction took three or four, and the job is still exactly as RQ
-        writes it. A "done" index whose value was dropped stays done: its
-        status still answers every list, and /decimal recomputes the value.
         """
-        with tracing.span("fibstack.queue", **{"fibstack.index": index}):
-            commands = self._recorded(lambda pipe: self._queue_in(pipe, index))
-            keys = [contract.status_key(index), self.queue.key, contract.VALUES_BYTES]
-            bounds = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
-            return self._admitted(self._queue_index(keys=keys, args=[*bounds, *commands]))
+        outcome = self.request_computations([self.prepare(index)], admit)[0]
+        if isinstance(outcome, OverCapacity):
+            raise outcome
+        return outcome
+
+    def prepare(self, index: int) -> Queueing:
+        """What queues `index`, recorded in the caller's context (the job carries its request id and trace)."""
+        return Queueing(index, self._recorded(lambda pipe: self._queue_in(pipe, index)))
+
+    def request_computations(self, group: list[Queueing], admit: bool = True) -> list[bool | OverCapacity]:
+        """Queue each of `group` unless it is pending or computed already, in one round trip.
+
+        For each: True if queued now, False if not needed, OverCapacity if
+        refused (then nothing was written for it). Check and enqueue are one
+        Lua script (queue_index.lua), so two API replicas receiving the same
+        index at once queue it only once, and a crash can never leave an
+        index marked pending without a job. The commands it runs are RQ's own
+        enqueue (and our pending mark), recorded by a pipeline that is never
+        sent: one round trip where a WATCH/MULTI transaction took three or
+        four, and the job is still exactly as RQ writes it. A "done" index
+        whose value was dropped stays done: its status still answers every
+        list, and /decimal recomputes the value.
+        """
+        with tracing.span("fibstack.queue", **{"fibstack.indexes": len(group)}):
+            keys = [self.queue.key, contract.VALUES_BYTES, *(contract.status_key(q.index) for q in group)]
+            marks, batch_enqueue = self._batch_of(group)
+            args = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
+            args.append(BATCH_QUEUE_DEPTH if marks else 0)
+            for queueing in group:
+                mark = marks.get(queueing.index)
+                args += [int(mark is not None), *queueing.commands, *(mark or [])]
+            args += batch_enqueue
+            return [self._admitted(reply) for reply in self._queue_index(keys=keys, args=args)]
+
+    def _batch_of(self, group: list[Queueing]) -> tuple[dict[int, list[Any]], list[Any]]:
+        """For a group with two indexes or more up to BATCH_INDEX_MAX: the commands marking each
+        pending for one batch job, and the batch's enqueue; nothing for any other group.
+
+        Whether the batch is used is up to the script (the queue's depth then);
+        the worker computes those of its indexes pending for it only.
+        """
+        batchable = list(dict.fromkeys(q.index for q in group if q.index <= BATCH_INDEX_MAX))
+        if len(batchable) < 2:
+            return {}, []
+        batch_id = contract.new_job_id(batchable[0])
+        marks = {
+            index: self._recorded(partial(self._mark_pending, index=index, job_id=batch_id)) for index in batchable
+        }
+        enqueue = self._recorded(partial(self._enqueue, contract.BATCH_JOB_FUNCTION, batchable, batch_id))
+        return marks, enqueue
 
     def _recorded(self, write: Callable[[Pipeline], None]) -> list[Any]:
         """The commands `write` queues on a pipeline, flattened for run_recorded (admission.lua); nothing is sent."""
@@ -131,35 +184,41 @@ class Store:
         return commands
 
     @staticmethod
-    def _admitted(reply: Any) -> bool:
-        """A queueing script's reply: True if queued now, False if not needed; OverCapacity if refused."""
+    def _admitted(reply: Any) -> bool | OverCapacity:
+        """A queueing script's answer: True if queued now, False if not needed, OverCapacity if refused."""
         if isinstance(reply, bytes):
-            raise OverCapacity(reply.decode())
+            return OverCapacity(reply.decode())
         return bool(reply)
 
-    def submitted(self, index: int) -> dict[str, Any]:
-        """After a submission is committed: tell every API process its lists changed; the index's status.
+    def submitted(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
+        """After submissions are committed: tell every API process its lists changed; each index's status.
 
         Only after the commit: a process that rebuilt a list before it would
-        otherwise keep showing the list without the submission.
+        otherwise keep showing the list without the submissions. One entry
+        for the whole group: what the readers need is that something changed.
         """
+        distinct = list(dict.fromkeys(indexes))
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.xadd(
                     contract.LISTS_CHANGES,
-                    {"index": index},
+                    {"indexes": ",".join(map(str, distinct))},
                     maxlen=contract.LISTS_CHANGES_MAXLEN,
                     approximate=True,
                 )
-                pipe.hgetall(contract.status_key(index))
-                _, raw = pipe.execute()
+                for index in distinct:
+                    pipe.hgetall(contract.status_key(index))
+                raws = pipe.execute()[1:]
         except RedisError as exc:
             # Recorded and queued already: still a 202 (a 503 would make the
             # client submit again). Lists elsewhere catch up within
             # listcache.MAX_AGE_SECONDS.
-            log.warning("submission recorded, but Redis failed after", extra={"index": index, "error": str(exc)})
-            raw = {}
-        return _public(index, raw) or contract.public_status(index, {})
+            log.warning("submissions recorded, but Redis failed after", extra={"indexes": distinct, "error": str(exc)})
+            raws = [{}] * len(distinct)
+        return {
+            index: _public(index, raw) or contract.public_status(index, {})
+            for index, raw in zip(distinct, raws, strict=True)
+        }
 
     def _queue_in(self, pipe: Pipeline, index: int) -> None:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
@@ -218,6 +277,7 @@ class Store:
 
     @staticmethod
     def _mark_pending(pipe: Pipeline, index: int, job_id: str) -> None:
+        """Within `pipe`'s transaction: `index` is pending, for the job `job_id`; its event says so."""
         fields = contract.pending_fields(job_id)
         pipe.delete(contract.status_key(index))
         # No expiry: a pending mark stays while its job waits.
@@ -271,7 +331,10 @@ class Store:
         keys = [contract.recompute_key(index), contract.RECOMPUTES, self.queue.key, contract.VALUES_BYTES]
         bounds = [time.time(), RECOMPUTE_COOLDOWN_SECONDS, RECOMPUTES_MAX]
         bounds += [self.settings.admission_queue_max, self.settings.admission_memory_percent, index]
-        if not self._admitted(self._recompute(keys=keys, args=[*bounds, *commands])):
+        outcome = self._admitted(self._recompute(keys=keys, args=[*bounds, *commands]))
+        if isinstance(outcome, OverCapacity):
+            raise outcome
+        if not outcome:
             return False
         log.info("value dropped earlier; computing it again", extra={"index": index})
         return True

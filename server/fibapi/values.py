@@ -10,6 +10,7 @@ from . import contract, metrics
 from .db import get_db
 from .errors import APIError
 from .store import get_store
+from .submissions import get_submissions
 from .validation import parse_submission
 
 bp = Blueprint("values", __name__, url_prefix="/api/values")
@@ -36,20 +37,11 @@ def _request_body() -> bytes:
 @bp.post("")
 def submit() -> tuple[dict[str, Any], int]:
     index = parse_submission(_request_body(), request.content_type, current_app.config["MAX_INDEX"])
-    store = get_store()
-    # A working Postgres connection first, then queue, then record: if Redis
-    # fails, nothing is recorded (503); if Postgres fails after all, the index
-    # is computed but not listed, which is harmless. Never the other way
-    # round: a recorded index that was never queued would show "Nothing yet!"
-    # for ever. A 202 means both were done.
-    with get_db().connection() as conn:
-        queued = store.request_computation(index)
-        get_db().record_submission(conn, index)
-    # Committed: this process's kept lists go at once (read your writes);
-    # the others' when the entry that submitted() appends reaches them.
-    current_app.extensions["fibstack.listcache"].invalidate()
-    metrics.submission(queued)
-    return {"working": True, **store.submitted(index)}, 202
+    # Queued and committed (with whatever else this process was taking at
+    # the same moment) before this returns; submissions.py says in what order.
+    accepted = get_submissions().submit(index)
+    metrics.submission(accepted.queued)
+    return {"working": True, **accepted.status}, 202
 
 
 @bp.get("/all")

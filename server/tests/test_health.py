@@ -129,10 +129,10 @@ def test_api_starts_while_postgres_is_still_down(tmp_path: Path, redis_server: R
 def test_full_redis_gives_503_and_records_nothing(app, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import redis.exceptions
 
-    def full(index: int) -> bool:
+    def full(group: object, admit: bool = True) -> list[bool]:
         raise redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["fibstack.store"], "request_computation", full)
+    monkeypatch.setattr(app.extensions["fibstack.store"], "request_computations", full)
     response = client.post("/api/values", json={"index": "3"})
     assert response.status_code == 503
     assert response.get_json()["code"] == "redis_full"

@@ -1,0 +1,182 @@
+"""Concurrent submissions share one write, and each still gets exactly what it would have got alone.
+
+Against the real Postgres and Redis; the first group is held open so the others arrive during it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from fibapi import contract, create_app, store
+from fibapi.config import Settings
+from fibapi.db import Database
+from flask import Flask
+from queue_runner import drain
+from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from stack.servers import RedisServer
+
+
+class Held:
+    """Holds the first group's INSERT until released: submissions arriving meanwhile wait for the next group."""
+
+    def __init__(self, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        record = Database.record_submissions
+
+        def holding(conn: psycopg.Connection, indexes: list[int]) -> None:
+            if not self.writing.is_set():
+                self.writing.set()
+                assert self.release.wait(10)
+            record(conn, indexes)
+
+        monkeypatch.setattr(app.extensions["fibstack.db"], "record_submissions", holding)
+
+
+@pytest.fixture
+def held(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Held:
+    return Held(app, monkeypatch)
+
+
+def post_all(app: Flask, bodies: list[Any]) -> tuple[list[threading.Thread], dict[int, Any]]:
+    answers: dict[int, Any] = {}
+
+    def post(at: int, body: Any) -> None:
+        answers[at] = app.test_client().post("/api/values", json=body)
+
+    threads = [threading.Thread(target=post, args=(at, body)) for at, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    return threads, answers
+
+
+def wait_for_waiters(app: Flask, count: int) -> None:
+    commit = app.extensions["fibstack.submissions"].group_commit
+    deadline = time.monotonic() + 10
+    while len(commit._waiting) < count:
+        assert time.monotonic() < deadline, "the submissions never queued"
+        time.sleep(0.001)
+
+
+def rows(pg_conn: psycopg.Connection) -> list[int]:
+    return [number for (number,) in pg_conn.execute("SELECT number FROM submissions ORDER BY id")]
+
+
+def test_submissions_during_a_write_share_one_and_each_is_committed_before_its_202(
+    app: Flask, held: Held, pg_conn: psycopg.Connection, redis_client: Redis
+) -> None:
+    first, first_answer = post_all(app, [{"index": 1}])
+    assert held.writing.wait(10)
+    bodies = [{"index": index} for index in range(2, 22)] + [{"index": 5}, {"index": 1}]
+    later, answers = post_all(app, bodies)
+    wait_for_waiters(app, len(bodies))
+    assert not answers, "a 202 was sent before its row was committed"
+    assert rows(pg_conn) == []
+    held.release.set()
+    for thread in first + later:
+        thread.join(10)
+
+    assert first_answer[0].status_code == 202
+    assert [answers[at].status_code for at in range(len(bodies))] == [202] * len(bodies)
+    assert app.extensions["fibstack.submissions"].group_commit.groups == 2
+    # Every submission a row, the repeated ones too; each index once, counted.
+    assert sorted(rows(pg_conn)) == sorted([1, *range(2, 22), 5, 1])
+    counts = dict(pg_conn.execute("SELECT number, submissions FROM indexes").fetchall())
+    assert (counts[5], counts[1], counts[2]) == (2, 2, 1)
+    # Queued once each: a job per distinct index, and every answer says pending.
+    assert redis_client.llen(f"rq:queue:{contract.QUEUE_NAME}") == 21
+    for answer in [first_answer[0], *answers.values()]:
+        assert answer.get_json()["status"] == contract.PENDING
+
+
+def test_in_a_group_each_new_index_is_admitted_as_if_it_came_alone(
+    services_env: dict[str, str], pg_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(Settings.from_env(services_env | {"ADMISSION_QUEUE_MAX": "5"}))
+    try:
+        hold = Held(app, monkeypatch)
+        first, _ = post_all(app, [{"index": 100}])
+        assert hold.writing.wait(10)
+        bodies = [{"index": index} for index in range(101, 109)] + [{"index": 100}]
+        later, answers = post_all(app, bodies)
+        wait_for_waiters(app, len(bodies))
+        hold.release.set()
+        for thread in first + later:
+            thread.join(10)
+        by_index = {body["index"]: answers[at] for at, body in enumerate(bodies) if body["index"] != 100}
+        accepted = {index for index, answer in by_index.items() if answer.status_code == 202}
+        assert len(accepted) == 4  # the queue's room: 5 jobs, 100's the first
+        for index in set(by_index) - accepted:
+            assert by_index[index].status_code == 503
+            assert by_index[index].get_json()["code"] == "over_capacity"
+        assert answers[len(bodies) - 1].status_code == 202  # known already: no room needed
+        assert sorted(rows(pg_conn)) == sorted([100, *accepted, 100])  # nothing refused recorded
+    finally:
+        app.extensions["fibstack.db"].close()
+
+
+def test_when_postgres_fails_in_a_group_every_submission_of_it_is_a_503(
+    app: Flask, pg_conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(conn: psycopg.Connection, indexes: list[int]) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(app.extensions["fibstack.db"], "record_submissions", broken)
+    threads, answers = post_all(app, [{"index": index} for index in range(30, 40)])
+    for thread in threads:
+        thread.join(10)
+    assert {answer.status_code for answer in answers.values()} == {503}
+    assert {answer.get_json()["code"] for answer in answers.values()} == {"postgres_unavailable"}
+    assert rows(pg_conn) == []
+
+
+def jobs_queued(redis_client: Redis) -> list[tuple[str, Any]]:
+    """Each queued job's function and argument, oldest first."""
+    queued = []
+    for job_id in redis_client.lrange(f"rq:queue:{contract.QUEUE_NAME}", 0, -1):
+        job = Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
+        queued.append((job.func_name, job.args[0]))
+    return queued
+
+
+def test_a_group_arriving_at_a_deep_queue_is_one_batch_job_and_each_of_it_is_computed(
+    app: Flask, held: Held, pg_conn: psycopg.Connection, redis_client: Redis, redis_server: RedisServer
+) -> None:
+    app.extensions["fibstack.store"].request_computation(900)  # a job already waiting
+    first, _ = post_all(app, [{"index": 901}])
+    assert held.writing.wait(10)
+    small = list(range(10, 20))
+    bodies = [{"index": index} for index in [*small, 10, 900, store.BATCH_INDEX_MAX + 1]]
+    later, answers = post_all(app, bodies)
+    wait_for_waiters(app, len(bodies))
+    held.release.set()
+    for thread in first + later:
+        thread.join(10)
+    assert {answer.status_code for answer in answers.values()} == {202}
+
+    queued = jobs_queued(redis_client)
+    assert queued[:2] == [(contract.JOB_FUNCTION, 900), (contract.JOB_FUNCTION, 901)]
+    # The group's small ones in one job, each once; the large one alone. The
+    # batch names 900 too (written before the script saw it pending), but
+    # claims only the new ones: 900 stays its own job's.
+    (batch,) = [argument for function, argument in queued[2:] if function == contract.BATCH_JOB_FUNCTION]
+    assert sorted(batch) == [*small, 900]
+    claims = {index: redis_client.hget(contract.status_key(index), "job") for index in [*small, 900]}
+    assert len({claims[index] for index in small}) == 1
+    assert claims[900] != claims[10]
+    assert (contract.JOB_FUNCTION, store.BATCH_INDEX_MAX + 1) in queued
+    assert len(queued) == 4
+    assert sorted(rows(pg_conn)) == sorted([901, *small, 10, 900, store.BATCH_INDEX_MAX + 1])
+
+    drain(redis_server.port)
+    for index in [900, 901, *small, store.BATCH_INDEX_MAX + 1]:
+        status = redis_client.hget(contract.status_key(index), "status")
+        assert status == contract.DONE.encode(), index
+    assert redis_client.get(contract.decimal_key(19)) == b"4181"
