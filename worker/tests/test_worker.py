@@ -55,7 +55,10 @@ def test_the_worker_makes_far_fewer_round_trips_per_job_than_rqs_own(
     rqs = SimpleWorker([queue], connection=redis_client, job_class=FibJob, serializer=JSONSerializer)
     theirs = round_trips_for_jobs(redis_client, rqs, 1000, monkeypatch)
     mine = round_trips_for_jobs(redis_client, ours, 2000, monkeypatch)
-    assert mine <= theirs * 2 / 3, f"{mine / JOBS:.1f} round trips per job against RQ's {theirs / JOBS:.1f}"
+    # Per job, RQ sends 3 heartbeats of 2 round trips, 1 suspension check and 1
+    # repeated state: 8 that are now sent about once a second. (The count
+    # itself is higher in a process that ran other tests before: compare the two.)
+    assert (theirs - mine) / JOBS >= 7, f"{mine / JOBS:.1f} round trips per job against RQ's {theirs / JOBS:.1f}"
     assert (tmp_path / "beat").exists()  # the probe's file is still touched
 
 
