@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "server"), str(REPO / "worker"), str(REPO / "tests" / "support")]
 
 import baselines  # noqa: E402
+import course  # noqa: E402
 import gmpy2  # noqa: E402
 import http_paths  # noqa: E402
 import redis_calls  # noqa: E402
@@ -249,7 +250,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print("\nGoal: no growth from one run to the next.\n")
 
 
-SECTIONS = ("compute", "redis", "http", "posts", "metrics", "worker", "recovery", "e2e", "streams")
+SECTIONS = ("compute", "redis", "http", "posts", "course", "metrics", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -268,6 +269,8 @@ def main() -> None:
         if "posts" in chosen and "http" not in chosen:  # http includes them
             with http_paths.running_stack(env, work) as stack:
                 http_paths.bench_posts(stack)
+        if "course" in chosen:
+            course.bench_course(env, postgres, work)
         if "metrics" in chosen:
             http_paths.bench_instrumentation(env, work)
         if "worker" in chosen:
