@@ -127,4 +127,4 @@ run-worker: deps
 	cd worker && ../$(PYTHON) -m fibworker
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules bench/course_app/node_modules

@@ -137,10 +137,14 @@ def bench_course(env: dict[str, str], postgres: PostgresServer, work: Path) -> N
         print("## fibstack beside the course's Node app: skipped (no node on PATH)\n")
         return
     print(f"## fibstack beside the course's Node app ({SECONDS} s each, wrk -t2, same servers, same run)\n")
-    redis = Redis(port=int(env["REDIS_PORT"]))
-    redis.flushall()
     # The course's app creates its table itself, so it connects as the superuser.
     course_env = env | {"PGUSER": postgres.user, "PGPASSWORD": postgres.password}
+    # Both apps from empty stores, whatever ran before in this bench.
+    redis = Redis(port=int(env["REDIS_PORT"]))
+    redis.flushall()
+    with psycopg.connect(conninfo(course_env), autocommit=True) as conn:
+        conn.execute("TRUNCATE submissions, indexes")
+        conn.execute("DROP TABLE IF EXISTS values")
     with running_stack(env, work) as stack, course_app(course_env, work) as (course_api, course_router):
         seed(stack, course_api)
         print("| path | conns | fibstack req/s | p99 (ms) | errors | course req/s | p99 (ms) | errors | ÷ course |")
