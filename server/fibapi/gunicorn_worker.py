@@ -27,6 +27,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gunicorn.http.wsgi
+import gunicorn.util
 from gevent.pool import Pool
 from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
@@ -49,8 +50,8 @@ DRAIN_POLL_SECONDS = 0.05
 class _Held:
     """Stands in for the socket while gunicorn writes a response's headers: keeps them."""
 
-    def __init__(self) -> None:
-        self.data = b""
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
 
     def sendall(self, data: bytes) -> None:
         self.data += data
@@ -60,10 +61,10 @@ class Response(gunicorn.http.wsgi.Response):  # type: ignore[misc]
     """gunicorn's response, sending its headers with the first piece of the body in one write.
 
     gunicorn sends the headers, then each piece of the body: two system calls
-    for a list answered from memory, where the first was about a fifth of a
-    POST's CPU (py-spy). Held only until the end of the write that follows
-    them, so nothing waits for a body that comes later (an event stream's
-    headers still go out with its first write).
+    for a list answered from memory (A/B, same run: API CPU per GET 0.211 ->
+    0.193 ms; POST unchanged). Held only until the end of the write that
+    follows them, so nothing waits for a body that comes later (an event
+    stream's headers still go out with its first write).
     """
 
     _headers_held = b""
@@ -84,10 +85,10 @@ class Response(gunicorn.http.wsgi.Response):  # type: ignore[misc]
         if not self._headers_held:
             super()._emit_body(data)
             return
-        head, self._headers_held = self._headers_held, b""
-        if self.chunked:
-            data = b"%X\r\n%s\r\n" % (len(data), data)
-        self.sock.sendall(head + data)
+        # gunicorn's own framing (chunked or not), after the headers.
+        out, self._headers_held = _Held(self._headers_held), b""
+        gunicorn.util.write(out, data, self.chunked)
+        self.sock.sendall(out.data)
 
     def _send_held(self) -> None:
         if self._headers_held:

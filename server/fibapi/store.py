@@ -121,10 +121,7 @@ class Store:
         and the queue or Redis's memory is past its bound (admission.lua);
         `admit=False` for work accepted before (a recorded index Redis lost).
         """
-        outcome = self.request_computations([self.prepare(index)], admit)[0]
-        if isinstance(outcome, OverCapacity):
-            raise outcome
-        return outcome
+        return _or_raise(self.request_computations([self.prepare(index)], admit)[0])
 
     def prepare(self, index: int) -> Queueing:
         """What queues `index`, recorded in the caller's context (the job carries its request id and trace)."""
@@ -331,10 +328,7 @@ class Store:
         keys = [contract.recompute_key(index), contract.RECOMPUTES, self.queue.key, contract.VALUES_BYTES]
         bounds = [time.time(), RECOMPUTE_COOLDOWN_SECONDS, RECOMPUTES_MAX]
         bounds += [self.settings.admission_queue_max, self.settings.admission_memory_percent, index]
-        outcome = self._admitted(self._recompute(keys=keys, args=[*bounds, *commands]))
-        if isinstance(outcome, OverCapacity):
-            raise outcome
-        if not outcome:
+        if not _or_raise(self._admitted(self._recompute(keys=keys, args=[*bounds, *commands]))):
             return False
         log.info("value dropped earlier; computing it again", extra={"index": index})
         return True
@@ -384,6 +378,13 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _or_raise(outcome: bool | OverCapacity) -> bool:
+    """A queueing script's answer for one index, a refusal raised."""
+    if isinstance(outcome, OverCapacity):
+        raise outcome
+    return outcome
 
 
 def _public(index: int, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
