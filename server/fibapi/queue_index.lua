@@ -11,14 +11,16 @@
 -- ARGV[1]: the queue's bound, ARGV[2]: the memory bound (percent of maxmemory),
 -- ARGV[3]: '1' to apply both, '0' not to (work accepted before: recovery)
 -- ARGV[4]: batch when the queue holds at least this many jobs ('0': never)
--- ARGV[5...]: for each index in turn: '1' if it may go in the batch, else
---          '0'; the commands that queue it alone (admission.lua's
+-- ARGV[5...]: for each index in turn: 'unprepared' alone if it came without
+--          its commands (thought settled, store.py); else '1' if it may go in
+--          the batch, or '0'; the commands that queue it alone (admission.lua's
 --          run_recorded: marking it pending and RQ's own enqueue); if it may
 --          go in the batch, the commands that mark it pending for the batch.
 --          Last, if any may: RQ's own enqueue of the batch job.
 -- Returns, for each index: 1 if queued now, 0 if not needed (pending or done,
--- an index twice in the group included), or why it is refused ('queue' or
--- 'memory'): then nothing is written for it. Each index sees the queue as the
+-- an index twice in the group included), why it is refused ('queue' or
+-- 'memory'), or 'unprepared' if it needs queueing but came without its
+-- commands: for the last three, nothing is written for it. Each index sees the queue as the
 -- ones before it left it, exactly as if they had come one by one.
 -- The commands touch keys not listed in KEYS (RQ's): fine on a single Redis
 -- or a replicated one, not on Redis Cluster, which fibstack does not use.
@@ -28,26 +30,31 @@ local batched = false
 local answers = {}
 local at = 5
 for i = 3, #KEYS do
+    local unprepared = ARGV[at] == 'unprepared'
     local may_batch = ARGV[at] == '1'
     at = at + 1
     local answer = 1
     local status = redis.call('HGET', KEYS[i], 'status')
     if status == 'pending' or status == 'done' then
         answer = 0
+    elseif unprepared then
+        answer = 'unprepared'
     elseif ARGV[3] == '1' then
         answer = over_capacity(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])) or 1
     end
-    if answer == 1 and not (batching and may_batch) then
-        at = run_recorded(at)
-    else
-        at = skip_recorded(at)
-    end
-    if may_batch then
-        if answer == 1 and batching then
+    if not unprepared then
+        if answer == 1 and not (batching and may_batch) then
             at = run_recorded(at)
-            batched = true
         else
             at = skip_recorded(at)
+        end
+        if may_batch then
+            if answer == 1 and batching then
+                at = run_recorded(at)
+                batched = true
+            else
+                at = skip_recorded(at)
+            end
         end
     end
     answers[#answers + 1] = answer

@@ -5,10 +5,11 @@ The key layout and payloads live in contract.py (shared with the worker).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,14 @@ RECOMPUTES_MAX = 20
 BATCH_QUEUE_DEPTH = 2
 BATCH_INDEX_MAX = 100_000
 
+# Indexes this process has seen pending or done, at most this many (the
+# oldest forgotten first). Most submissions repeat an index, and recording
+# the commands that would queue one (RQ's Job, serialised) was a fifth of a
+# submission's CPU: for these it is skipped. Only a hint: the script still
+# checks the status, and if the index needs a job after all (Redis lost its
+# data, the job failed) it says so, and the commands go in a second round trip.
+SETTLED_HINTS_MAX = 65_536
+
 # RQ job states in which the job will still run (and so settle its index).
 LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 
@@ -56,16 +65,23 @@ LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 # request_computations), and a dropped value again (recompute), each only
 # while there is room for new work (admission.lua, shared by both).
 _ADMISSION = Path(__file__).with_name("admission.lua").read_text()
+# In place of an index's commands (queue_index.lua), and its answer if it needed them.
+UNPREPARED = "unprepared"
 QUEUE_INDEX = _ADMISSION + Path(__file__).with_name("queue_index.lua").read_text()
 RECOMPUTE = _ADMISSION + Path(__file__).with_name("recompute.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
 class Queueing:
-    """An index and the commands that queue it (Store.prepare), for Store.request_computations."""
+    """An index and the commands that queue it (Store.prepare), for Store.request_computations.
+
+    No commands for an index thought settled: then `context` is the
+    submitter's, in which they are recorded if they are needed after all.
+    """
 
     index: int
-    commands: list[Any]
+    commands: list[Any] | None
+    context: contextvars.Context | None = None
 
 
 class OverCapacity(Exception):
@@ -98,6 +114,7 @@ class Store:
         # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
+        self._settled: dict[int, None] = {}  # insertion order: the oldest first
         self._recompute = self.redis.register_script(RECOMPUTE)
         # For the readiness probe: one try, half-second
         # timeouts. The client above may take its 1 s read plus a retry, past
@@ -124,8 +141,16 @@ class Store:
         return _or_raise(self.request_computations([self.prepare(index)], admit)[0])
 
     def prepare(self, index: int) -> Queueing:
-        """What queues `index`, recorded in the caller's context (the job carries its request id and trace)."""
-        return Queueing(index, self._recorded(lambda pipe: self._queue_in(pipe, index)))
+        """What queues `index`, recorded in the caller's context (the job carries its request id and trace).
+
+        Nothing yet for an index this process saw pending or done (SETTLED_HINTS_MAX).
+        """
+        if index in self._settled:
+            return Queueing(index, None, contextvars.copy_context())
+        return Queueing(index, self._queue_commands(index))
+
+    def _queue_commands(self, index: int) -> list[Any]:
+        return self._recorded(lambda pipe: self._queue_in(pipe, index))
 
     def request_computations(self, group: list[Queueing], admit: bool = True) -> list[bool | OverCapacity]:
         """Queue each of `group` unless it is pending or computed already, in one round trip.
@@ -142,15 +167,46 @@ class Store:
         list, and /decimal recomputes the value.
         """
         with tracing.span("fibstack.queue", **{"fibstack.indexes": len(group)}):
-            keys = [self.queue.key, contract.VALUES_BYTES, *(contract.status_key(q.index) for q in group)]
-            marks, batch_enqueue = self._batch_of(group)
-            args = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
-            args.append(BATCH_QUEUE_DEPTH if marks else 0)
-            for queueing in group:
-                mark = marks.get(queueing.index)
-                args += [int(mark is not None), *queueing.commands, *(mark or [])]
-            args += batch_enqueue
-            return [self._admitted(reply) for reply in self._queue_index(keys=keys, args=args)]
+            outcomes = self._queue_group(group, admit)
+            unprepared = [at for at, outcome in enumerate(outcomes) if outcome is None]
+            if unprepared:
+                # Thought settled but not (any more): their commands, recorded as each submitter would have.
+                again = [replace(group[at], commands=self._commands_for(group[at])) for at in unprepared]
+                for at, outcome in zip(unprepared, self._queue_group(again, admit), strict=True):
+                    outcomes[at] = outcome
+        answers = [_prepared(outcome) for outcome in outcomes]
+        for queueing, answer in zip(group, answers, strict=True):
+            if not isinstance(answer, OverCapacity):
+                self._remember_settled(queueing.index)
+        return answers
+
+    def _commands_for(self, queueing: Queueing) -> list[Any]:
+        if queueing.context is None:
+            return self._queue_commands(queueing.index)
+        return queueing.context.run(self._queue_commands, queueing.index)
+
+    def _queue_group(self, group: list[Queueing], admit: bool) -> list[bool | OverCapacity | None]:
+        """One run of queue_index.lua: for each of `group` as request_computations says, or None
+        if it needed queueing but came without its commands."""
+        keys = [self.queue.key, contract.VALUES_BYTES, *(contract.status_key(q.index) for q in group)]
+        marks, batch_enqueue = self._batch_of(group)
+        args: list[Any] = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
+        args.append(BATCH_QUEUE_DEPTH if marks else 0)
+        for queueing in group:
+            if queueing.commands is None:
+                args.append(UNPREPARED)
+                continue
+            mark = marks.get(queueing.index)
+            args += [int(mark is not None), *queueing.commands, *(mark or [])]
+        args += batch_enqueue
+        replies = self._queue_index(keys=keys, args=args)
+        return [None if reply == UNPREPARED.encode() else self._admitted(reply) for reply in replies]
+
+    def _remember_settled(self, index: int) -> None:
+        self._settled.pop(index, None)
+        self._settled[index] = None
+        if len(self._settled) > SETTLED_HINTS_MAX:
+            del self._settled[next(iter(self._settled))]
 
     def _batch_of(self, group: list[Queueing]) -> tuple[dict[int, list[Any]], list[Any]]:
         """For a group with two indexes or more up to BATCH_INDEX_MAX: the commands marking each
@@ -159,7 +215,7 @@ class Store:
         Whether the batch is used is up to the script (the queue's depth then);
         the worker computes those of its indexes pending for it only.
         """
-        batchable = list(dict.fromkeys(q.index for q in group if q.index <= BATCH_INDEX_MAX))
+        batchable = list(dict.fromkeys(q.index for q in group if q.index <= BATCH_INDEX_MAX and q.commands is not None))
         if len(batchable) < 2:
             return {}, []
         batch_id = contract.new_job_id(batchable[0])
@@ -378,6 +434,12 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _prepared(outcome: bool | OverCapacity | None) -> bool | OverCapacity:
+    if outcome is None:  # queue_index.lua's second run always has the commands
+        raise RuntimeError("an index was still without its commands")
+    return outcome
 
 
 def _or_raise(outcome: bool | OverCapacity) -> bool:

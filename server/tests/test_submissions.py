@@ -149,7 +149,9 @@ def jobs_queued(redis_client: Redis) -> list[tuple[str, Any]]:
 def test_a_group_arriving_at_a_deep_queue_is_one_batch_job_and_each_of_it_is_computed(
     app: Flask, held: Held, pg_conn: psycopg.Connection, redis_client: Redis, redis_server: RedisServer
 ) -> None:
-    app.extensions["fibstack.store"].request_computation(900)  # a job already waiting
+    # A job already waiting, queued by another replica: this one does not know 900 is pending.
+    another_replica = store.Store(app.extensions["fibstack.store"].settings)
+    another_replica.request_computation(900)
     first, _ = post_all(app, [{"index": 901}])
     assert held.writing.wait(10)
     small = list(range(10, 20))
@@ -180,3 +182,56 @@ def test_a_group_arriving_at_a_deep_queue_is_one_batch_job_and_each_of_it_is_com
         status = redis_client.hget(contract.status_key(index), "status")
         assert status == contract.DONE.encode(), index
     assert redis_client.get(contract.decimal_key(19)) == b"4181"
+
+
+def test_a_repeated_index_is_submitted_without_recording_a_job(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, redis_client: Redis
+) -> None:
+    the_store = app.extensions["fibstack.store"]
+    recorded = []
+    record = the_store._queue_commands
+    monkeypatch.setattr(the_store, "_queue_commands", lambda index: recorded.append(index) or record(index))
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/api/values", json={"index": 7}).status_code == 202
+    assert recorded == [7]
+    assert jobs_queued(redis_client) == [(contract.JOB_FUNCTION, 7)]
+
+
+def test_an_index_redis_lost_is_queued_again_in_its_own_submitters_name(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, pg_conn: psycopg.Connection, redis_client: Redis,
+    redis_server: RedisServer,
+) -> None:  # fmt: skip
+    assert app.test_client().post("/api/values", json={"index": 7}).status_code == 202
+    drain(redis_server.port)
+    redis_client.flushall()  # a Redis that restarted without its data: this process still thinks 7 is done
+    held = Held(app, monkeypatch)
+
+    # 7 in a group another submission leads, so that its job is recorded in the leader's request.
+    answers: dict[str, Any] = {}
+
+    def post(index: int, request_id: str) -> None:
+        headers = {"X-Request-ID": request_id}
+        answers[request_id] = app.test_client().post("/api/values", json={"index": index}, headers=headers)
+
+    threads = [threading.Thread(target=post, args=(901, "holds-the-write-0001"))]
+    threads[0].start()
+    assert held.writing.wait(10)
+    for count, (index, request_id) in enumerate([(8, "leads-the-group-0001"), (7, "resubmits-seven-0001")], 1):
+        threads.append(threading.Thread(target=post, args=(index, request_id)))
+        threads[-1].start()
+        wait_for_waiters(app, count)
+    held.release.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert {answer.status_code for answer in answers.values()} == {202}
+    assert answers["resubmits-seven-0001"].get_json()["status"] == "pending"
+    jobs = {}
+    for job_id in redis_client.lrange(f"rq:queue:{contract.QUEUE_NAME}", 0, -1):
+        job = Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
+        jobs[job.args[0]] = job.meta[contract.JOB_META_REQUEST_ID]
+    assert jobs == {901: "holds-the-write-0001", 8: "leads-the-group-0001", 7: "resubmits-seven-0001"}
+    assert rows(pg_conn) == [7, 901, 8, 7]
+    drain(redis_server.port)
+    assert redis_client.hget(contract.status_key(7), "status") == contract.DONE.encode()
