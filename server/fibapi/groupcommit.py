@@ -68,6 +68,11 @@ class GroupCommit(Generic[Item, Result]):
             raise turn.outcome
         return turn.outcome
 
+    def waiting(self) -> bool:
+        """Whether callers are waiting for the next write (which then starts as soon as this one ends)."""
+        with self._lock:
+            return bool(self._waiting)
+
     def _lead(self) -> None:
         with self._lock:
             group = self._waiting[: self._max_group]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -84,6 +84,18 @@ class Queueing:
     context: contextvars.Context | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What request_computations did with a group: each one's outcome, and each index's status after it.
+
+    outcomes: True if queued now, False if not needed, OverCapacity if refused.
+    statuses: the public status of each index of the group as the script left it.
+    """
+
+    outcomes: list[bool | OverCapacity]
+    statuses: dict[int, dict[str, Any]]
+
+
 class OverCapacity(Exception):
     """New work refused for now: the reason is "queue", "memory" or "recomputes" (admission.lua)."""
 
@@ -138,7 +150,7 @@ class Store:
         and the queue or Redis's memory is past its bound (admission.lua);
         `admit=False` for work accepted before (a recorded index Redis lost).
         """
-        return _or_raise(self.request_computations([self.prepare(index)], admit)[0])
+        return _or_raise(self.request_computations([self.prepare(index)], admit).outcomes[0])
 
     def prepare(self, index: int) -> Queueing:
         """What queues `index`, recorded in the caller's context (the job carries its request id and trace).
@@ -152,46 +164,52 @@ class Store:
     def _queue_commands(self, index: int) -> list[Any]:
         return self._recorded(lambda pipe: self._queue_in(pipe, index))
 
-    def request_computations(self, group: list[Queueing], admit: bool = True) -> list[bool | OverCapacity]:
+    def request_computations(self, group: list[Queueing], admit: bool = True, announce: Sequence[int] = ()) -> Queued:
         """Queue each of `group` unless it is pending or computed already, in one round trip.
 
-        For each: True if queued now, False if not needed, OverCapacity if
-        refused (then nothing was written for it). Check and enqueue are one
-        Lua script (queue_index.lua), so two API replicas receiving the same
-        index at once queue it only once, and a crash can never leave an
-        index marked pending without a job. The commands it runs are RQ's own
-        enqueue (and our pending mark), recorded by a pipeline that is never
-        sent: one round trip where a WATCH/MULTI transaction took three or
-        four, and the job is still exactly as RQ writes it. A "done" index
-        whose value was dropped stays done: its status still answers every
-        list, and /decimal recomputes the value.
+        Check and enqueue are one Lua script (queue_index.lua), so two API
+        replicas receiving the same index at once queue it only once, and a
+        crash can never leave an index marked pending without a job. The
+        commands it runs are RQ's own enqueue (and our pending mark),
+        recorded by a pipeline that is never sent: one round trip where a
+        WATCH/MULTI transaction took three or four, and the job is still
+        exactly as RQ writes it. A "done" index whose value was dropped stays
+        done: its status still answers every list, and /decimal recomputes
+        the value. `announce`: committed indexes whose lists-changes entry
+        the same round trip appends first (see announce()).
         """
         with tracing.span("fibstack.queue", **{"fibstack.indexes": len(group)}):
-            outcomes = self._queue_group(group, admit)
+            outcomes, raws = self._queue_group(group, admit, announce)
             unprepared = [at for at, outcome in enumerate(outcomes) if outcome is None]
             if unprepared:
                 # Thought settled but not (any more): their commands, recorded as each submitter would have.
                 again = [replace(group[at], commands=self._commands_for(group[at])) for at in unprepared]
-                for at, outcome in zip(unprepared, self._queue_group(again, admit), strict=True):
+                again_outcomes, again_raws = self._queue_group(again, admit, ())
+                for at, outcome in zip(unprepared, again_outcomes, strict=True):
                     outcomes[at] = outcome
+                raws |= again_raws
         answers = [_prepared(outcome) for outcome in outcomes]
         for queueing, answer in zip(group, answers, strict=True):
             if not isinstance(answer, OverCapacity):
                 self._remember_settled(queueing.index)
-        return answers
+        statuses = {index: _public(index, raw) or contract.public_status(index, {}) for index, raw in raws.items()}
+        return Queued(answers, statuses)
 
     def _commands_for(self, queueing: Queueing) -> list[Any]:
         if queueing.context is None:
             return self._queue_commands(queueing.index)
         return queueing.context.run(self._queue_commands, queueing.index)
 
-    def _queue_group(self, group: list[Queueing], admit: bool) -> list[bool | OverCapacity | None]:
+    def _queue_group(
+        self, group: list[Queueing], admit: bool, announce: Sequence[int]
+    ) -> tuple[list[bool | OverCapacity | None], dict[int, dict[bytes, bytes]]]:
         """One run of queue_index.lua: for each of `group` as request_computations says, or None
-        if it needed queueing but came without its commands."""
-        keys = [self.queue.key, contract.VALUES_BYTES, *(contract.status_key(q.index) for q in group)]
+        if it needed queueing but came without its commands; and each index's status hash after."""
+        status_keys = [contract.status_key(q.index) for q in group]
+        keys = [self.queue.key, contract.VALUES_BYTES, contract.LISTS_CHANGES, *status_keys]
         marks, batch_enqueue = self._batch_of(group)
         args: list[Any] = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
-        args.append(BATCH_QUEUE_DEPTH if marks else 0)
+        args += [BATCH_QUEUE_DEPTH if marks else 0, _joined(announce), contract.LISTS_CHANGES_MAXLEN]
         for queueing in group:
             if queueing.commands is None:
                 args.append(UNPREPARED)
@@ -199,8 +217,10 @@ class Store:
             mark = marks.get(queueing.index)
             args += [int(mark is not None), *queueing.commands, *(mark or [])]
         args += batch_enqueue
-        replies = self._queue_index(keys=keys, args=args)
-        return [None if reply == UNPREPARED.encode() else self._admitted(reply) for reply in replies]
+        replies, hashes = self._queue_index(keys=keys, args=args)
+        outcomes = [None if reply == UNPREPARED.encode() else self._admitted(reply) for reply in replies]
+        raws = {q.index: dict(zip(flat[::2], flat[1::2], strict=True)) for q, flat in zip(group, hashes, strict=True)}
+        return outcomes, raws
 
     def _remember_settled(self, index: int) -> None:
         self._settled.pop(index, None)
@@ -243,35 +263,29 @@ class Store:
             return OverCapacity(reply.decode())
         return bool(reply)
 
-    def submitted(self, indexes: list[int]) -> dict[int, dict[str, Any]]:
-        """After submissions are committed: tell every API process its lists changed; each index's status.
+    def announce(self, indexes: Sequence[int]) -> None:
+        """After submissions are committed: tell every API process its lists changed.
 
         Only after the commit: a process that rebuilt a list before it would
         otherwise keep showing the list without the submissions. One entry
-        for the whole group: what the readers need is that something changed.
+        for a whole group: what the readers need is that something changed.
+        (While submissions keep coming, the next group's queueing script
+        appends it instead: request_computations' `announce`.)
         """
-        distinct = list(dict.fromkeys(indexes))
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(
-                    contract.LISTS_CHANGES,
-                    {"indexes": ",".join(map(str, distinct))},
-                    maxlen=contract.LISTS_CHANGES_MAXLEN,
-                    approximate=True,
-                )
-                for index in distinct:
-                    pipe.hgetall(contract.status_key(index))
-                raws = pipe.execute()[1:]
+            self.redis.xadd(
+                contract.LISTS_CHANGES,
+                {"indexes": _joined(indexes)},
+                maxlen=contract.LISTS_CHANGES_MAXLEN,
+                approximate=True,
+            )
         except RedisError as exc:
             # Recorded and queued already: still a 202 (a 503 would make the
             # client submit again). Lists elsewhere catch up within
             # listcache.MAX_AGE_SECONDS.
-            log.warning("submissions recorded, but Redis failed after", extra={"indexes": distinct, "error": str(exc)})
-            raws = [{}] * len(distinct)
-        return {
-            index: _public(index, raw) or contract.public_status(index, {})
-            for index, raw in zip(distinct, raws, strict=True)
-        }
+            log.warning(
+                "submissions recorded, but Redis failed after", extra={"indexes": list(indexes), "error": str(exc)}
+            )
 
     def _queue_in(self, pipe: Pipeline, index: int) -> None:
         """Within `pipe`'s transaction: mark `index` pending and queue a new job for it."""
@@ -434,6 +448,11 @@ def init_app(app: Flask, settings: Settings) -> Store:
     store = Store(settings)
     app.extensions["fibstack.store"] = store
     return store
+
+
+def _joined(indexes: Sequence[int]) -> str:
+    """A lists-changes entry's `indexes` field: the distinct ones, comma-separated."""
+    return ",".join(map(str, dict.fromkeys(indexes)))
 
 
 def _prepared(outcome: bool | OverCapacity | None) -> bool | OverCapacity:

@@ -2,10 +2,18 @@
 
 Concurrent submissions to one API process share each step (groupcommit.py):
 one queueing script for the whole group (admission still index by index,
-queue_index.lua), one INSERT of all its rows (Database.record_submissions),
-committed once, and one round trip to announce it and read the statuses.
-Each caller's 202 is still sent only after its own index is queued and its
-row committed; a refused index is neither queued nor recorded.
+queue_index.lua; it also answers each index's status), one INSERT of all its
+rows (Database.record_submissions), committed once, and one lists-changes
+entry to tell the other API processes. Each caller's 202 is still sent only
+after its own index is queued and its row committed; a refused index is
+neither queued nor recorded.
+
+The entry goes out after the commit (a process that rebuilt its lists before
+it would keep them without the new rows). When more submissions are already
+waiting, the next group's queueing script, which starts at once, appends it
+first: one round trip fewer per group under load. A lone group appends it
+itself. Either way before this process takes anything else, and this
+process's own kept lists are dropped before the 202s (read your writes).
 
 The order of each write is the one a single submission always had: a working
 Postgres connection first, then queue, then record. If Redis fails, nothing
@@ -35,6 +43,8 @@ class Submissions:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.group_commit: GroupCommit[Queueing, Accepted] = GroupCommit(self._write)
+        # Committed, lists-changes entry not appended yet: the next group's script appends it.
+        self._owed: list[int] = []
 
     def submit(self, index: int) -> Accepted:
         """Queue and record one submission of `index`; OverCapacity if refused, as it was alone."""
@@ -47,24 +57,31 @@ class Submissions:
     def _write(self, group: list[Queueing]) -> list[Accepted | Exception]:
         store, database = get_store(), get_db()
         metrics.submission_group(len(group))
-        with database.connection() as conn:
-            outcomes = store.request_computations(group)
-            accepted = [
-                queueing.index
-                for queueing, outcome in zip(group, outcomes, strict=True)
-                if not isinstance(outcome, OverCapacity)
-            ]
-            if accepted:
-                database.record_submissions(conn, accepted)
-        statuses = {}
+        owed, self._owed = self._owed, []
+        try:
+            with database.connection() as conn:
+                queued = store.request_computations(group, announce=owed)
+                owed = []
+                accepted = [
+                    queueing.index
+                    for queueing, outcome in zip(group, queued.outcomes, strict=True)
+                    if not isinstance(outcome, OverCapacity)
+                ]
+                if accepted:
+                    database.record_submissions(conn, accepted)
+        finally:
+            if owed:  # this group's script never ran
+                store.announce(owed)
         if accepted:
-            # Committed: this process's kept lists go at once (read your writes);
-            # the others' when the entry that submitted() appends reaches them.
+            # Committed: this process's kept lists go at once (read your writes).
             self.app.extensions["fibstack.listcache"].invalidate()
-            statuses = store.submitted(accepted)
+            if self.group_commit.waiting():
+                self._owed = accepted  # the next write starts as this one returns
+            else:
+                store.announce(accepted)
         return [
-            outcome if isinstance(outcome, OverCapacity) else Accepted(outcome, statuses[queueing.index])
-            for queueing, outcome in zip(group, outcomes, strict=True)
+            outcome if isinstance(outcome, OverCapacity) else Accepted(outcome, queued.statuses[queueing.index])
+            for queueing, outcome in zip(group, queued.outcomes, strict=True)
         ]
 
 

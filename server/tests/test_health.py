@@ -129,7 +129,7 @@ def test_api_starts_while_postgres_is_still_down(tmp_path: Path, redis_server: R
 def test_full_redis_gives_503_and_records_nothing(app, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import redis.exceptions
 
-    def full(group: object, admit: bool = True) -> list[bool]:
+    def full(group: object, admit: bool = True, announce: object = ()) -> list[bool]:
         raise redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'.")
 
     monkeypatch.setattr(app.extensions["fibstack.store"], "request_computations", full)

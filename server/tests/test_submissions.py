@@ -235,3 +235,51 @@ def test_an_index_redis_lost_is_queued_again_in_its_own_submitters_name(
     assert rows(pg_conn) == [7, 901, 8, 7]
     drain(redis_server.port)
     assert redis_client.hget(contract.status_key(7), "status") == contract.DONE.encode()
+
+
+def lists_changes(redis_client: Redis) -> list[str]:
+    return [fields[b"indexes"].decode() for _, fields in redis_client.xrange(contract.LISTS_CHANGES)]
+
+
+def test_each_group_is_announced_once_after_its_commit_the_next_group_carrying_it(
+    app: Flask, held: Held, monkeypatch: pytest.MonkeyPatch, redis_client: Redis
+) -> None:
+    the_store = app.extensions["fibstack.store"]
+    alone = []
+    announce = the_store.announce
+    monkeypatch.setattr(the_store, "announce", lambda indexes: alone.append(list(indexes)) or announce(indexes))
+    first, _ = post_all(app, [{"index": 1}])
+    assert held.writing.wait(10)
+    later, answers = post_all(app, [{"index": index} for index in (2, 3, 4)])
+    wait_for_waiters(app, 3)
+    assert lists_changes(redis_client) == [], "announced before its commit"
+    held.release.set()
+    for thread in first + later:
+        thread.join(10)
+
+    assert {answer.status_code for answer in answers.values()} == {202}
+    second = sorted(int(index) for index in lists_changes(redis_client)[1].split(","))
+    assert (lists_changes(redis_client)[0], second) == ("1", [2, 3, 4])
+    # The first group's entry went with the second group's queueing; the last, with nobody after it, alone.
+    assert [sorted(indexes) for indexes in alone] == [[2, 3, 4]]
+
+
+def test_a_group_owed_announcement_is_made_even_when_the_next_group_fails_first(
+    app: Flask, held: Held, monkeypatch: pytest.MonkeyPatch, redis_client: Redis
+) -> None:
+    first, first_answer = post_all(app, [{"index": 1}])
+    assert held.writing.wait(10)
+
+    def no_connection() -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(app.extensions["fibstack.db"], "connection", no_connection)
+    later, answers = post_all(app, [{"index": index} for index in (2, 3)])
+    wait_for_waiters(app, 2)
+    held.release.set()
+    for thread in first + later:
+        thread.join(10)
+
+    assert first_answer[0].status_code == 202
+    assert {answer.status_code for answer in answers.values()} == {503}
+    assert lists_changes(redis_client) == ["1"]
