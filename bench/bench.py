@@ -276,7 +276,7 @@ def main() -> None:
         if "worker" in chosen:
             bench_throughput(env)
             worker_jobs.bench_small_jobs(env)
-            worker_jobs.bench_large_jobs(env)
+            worker_jobs.bench_large_jobs(env, work)
         if "recovery" in chosen:
             worker_jobs.bench_recovery(env, work)
         if "e2e" in chosen:

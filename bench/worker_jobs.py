@@ -122,21 +122,44 @@ def bench_small_jobs(env: dict[str, str], jobs: int = 2000) -> None:
     print("Goals: >= 1,000 indexes/s per process with a deep queue.\n")
 
 
-def bench_large_jobs(env: dict[str, str], jobs: int = 20, n: int = 9_000_000) -> None:
-    print(f"## Worker: {jobs} large jobs (F({n:,})..), one and two processes\n")
-    print("| worker processes | seconds | speed-up |")
+def bench_large_jobs(env: dict[str, str], work: Path, jobs: int = 20, n: int = 9_000_000, rounds: int = 3) -> None:
+    print(f"## Worker: {jobs} large jobs (F({n:,})..), one and two processes, timed after start-up\n")
+    print(f"| worker processes | seconds, best of {rounds} (each) | speed-up |")
     print("|---:|---:|---:|")
+    # Alternated, so that the machine's drift (a shared host) touches both alike.
+    timings: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for processes in timings:
+            timings[processes].append(_large_jobs_seconds(env, work, processes, jobs, n))
+    single = min(timings[1])
+    for processes, seconds in timings.items():
+        listed = ", ".join(f"{s:.2f}" for s in seconds)
+        print(f"| {processes} | {min(seconds):.2f} ({listed}) | {single / min(seconds):.2f}x |")
+    print(f"\nGoal: two processes at least 1.8x one ({os.cpu_count()} CPUs here, shared with Redis).\n")
+
+
+def _large_jobs_seconds(env: dict[str, str], work: Path, processes: int, jobs: int, n: int) -> float:
+    """From queueing `jobs` large indexes to the last one done, with `processes` workers started and waiting."""
     redis = Redis(port=int(env["REDIS_PORT"]))
     store = Store(Settings.from_env(env))
-    single = 0.0
-    for processes in (1, 2):
-        redis.flushall()
+    redis.flushall()
+    workers = [start_worker(env, work / f"worker-large-{processes}-{i}.log") for i in range(processes)]
+    try:
+        # Started: each has registered with RQ and is waiting for work.
+        wait_until(lambda: redis.scard("rq:workers") == processes, timeout=60)
+        started = time.perf_counter()
         for index in range(n, n + jobs):
             store.request_computation(index)
-        elapsed, _ = run_workers(env, processes)
-        single = single or elapsed
-        print(f"| {processes} | {elapsed:.2f} | {single / elapsed:.2f}x |")
-    print(f"\nGoal: two processes at least 1.8x one ({os.cpu_count()} CPUs here; each start-up, 0.3 s, included).\n")
+        wait_until(lambda: redis.zcard(contract.PENDING_SINCE) == 0, timeout=600, interval=0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+    done = sum(redis.hget(contract.status_key(i), "status") == b"done" for i in range(n, n + jobs))
+    assert done == jobs, f"{processes} workers: {done} of {jobs} done"
+    return elapsed
 
 
 def bench_recovery(env: dict[str, str], work: Path, count: int = 100_000) -> None:
