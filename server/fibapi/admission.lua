@@ -6,19 +6,26 @@
 -- queue holds queue_max jobs or more, 'memory' while Redis's memory other
 -- than the computed values (which give way to new ones, values.lua) is over
 -- memory_percent of its maxmemory. A Redis without maxmemory: the queue's
--- bound only.
+-- bound only. The memory is read once per run of the script (INFO builds a
+-- long reply to parse): a group's new jobs, a few hundred bytes each, may
+-- take it that much past the bound before the next group is refused.
+local memory_over = nil
 local function over_capacity(queue_key, values_bytes_key, queue_max, memory_percent)
     if redis.call('LLEN', queue_key) >= queue_max then
         return 'queue'
     end
-    local info = redis.call('INFO', 'memory')
-    local maxmemory = tonumber(string.match(info, 'maxmemory:(%d+)'))
-    if maxmemory and maxmemory > 0 then
-        local used = tonumber(string.match(info, 'used_memory:(%d+)'))
-        local values = tonumber(redis.call('GET', values_bytes_key) or '0')
-        if used - values > maxmemory * memory_percent / 100 then
-            return 'memory'
+    if memory_over == nil then
+        memory_over = false
+        local info = redis.call('INFO', 'memory')
+        local maxmemory = tonumber(string.match(info, 'maxmemory:(%d+)'))
+        if maxmemory and maxmemory > 0 then
+            local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+            local values = tonumber(redis.call('GET', values_bytes_key) or '0')
+            memory_over = used - values > maxmemory * memory_percent / 100
         end
+    end
+    if memory_over then
+        return 'memory'
     end
     return nil
 end

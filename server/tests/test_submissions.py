@@ -283,3 +283,15 @@ def test_a_group_owed_announcement_is_made_even_when_the_next_group_fails_first(
     assert first_answer[0].status_code == 202
     assert {answer.status_code for answer in answers.values()} == {503}
     assert lists_changes(redis_client) == ["1"]
+
+
+def test_a_group_reads_redis_memory_once_however_many_new_indexes_it_has(app: Flask, redis_client: Redis) -> None:
+    def info_calls() -> int:
+        return int(redis_client.info("commandstats").get("cmdstat_info", {}).get("calls", 0))
+
+    the_store = app.extensions["fibstack.store"]
+    the_store.request_computation(499)  # the script loaded, the connection made
+    before = info_calls()
+    queued = the_store.request_computations([the_store.prepare(index) for index in range(500, 510)])
+    assert queued.outcomes == [True] * 10
+    assert info_calls() - before == 2  # the script's one, and the INFO that read `before`
