@@ -68,10 +68,10 @@ class GroupCommit(Generic[Item, Result]):
             raise turn.outcome
         return turn.outcome
 
-    def waiting(self) -> bool:
-        """Whether callers are waiting for the next write (which then starts as soon as this one ends)."""
+    def waiting(self) -> int:
+        """How many callers wait for the next write (which, if any do, starts as soon as this one ends)."""
         with self._lock:
-            return bool(self._waiting)
+            return len(self._waiting)
 
     def _lead(self) -> None:
         with self._lock:

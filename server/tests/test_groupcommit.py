@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fibapi.groupcommit import GroupCommit
+from processes import wait_until
 
 
 class Writes:
@@ -42,11 +43,8 @@ def in_threads(commit: GroupCommit[int, object], items: list[int]) -> tuple[list
     return threads, outcomes
 
 
-def wait_for_waiters(commit: GroupCommit[int, object], count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(commit._waiting) < count:
-        assert time.monotonic() < deadline, "the callers never queued"
-        time.sleep(0.001)
+def wait_for_waiters(commit: GroupCommit[Any, Any], count: int) -> None:
+    wait_until(lambda: commit.waiting() >= count, timeout=10, interval=0.001)
 
 
 def during_a_held_write(

@@ -6,7 +6,6 @@ Against the real Postgres and Redis; the first group is held open so the others 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -15,6 +14,7 @@ from fibapi import contract, create_app, store
 from fibapi.config import Settings
 from fibapi.db import Database
 from flask import Flask
+from processes import wait_until
 from queue_runner import drain
 from redis import Redis
 from rq.job import Job
@@ -59,10 +59,7 @@ def post_all(app: Flask, bodies: list[Any]) -> tuple[list[threading.Thread], dic
 
 def wait_for_waiters(app: Flask, count: int) -> None:
     commit = app.extensions["fibstack.submissions"].group_commit
-    deadline = time.monotonic() + 10
-    while len(commit._waiting) < count:
-        assert time.monotonic() < deadline, "the submissions never queued"
-        time.sleep(0.001)
+    wait_until(lambda: commit.waiting() >= count, timeout=10, interval=0.001)
 
 
 def rows(pg_conn: psycopg.Connection) -> list[int]:
