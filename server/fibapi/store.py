@@ -9,7 +9,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -75,13 +75,13 @@ RECOMPUTE = _ADMISSION + Path(__file__).with_name("recompute.lua").read_text()
 class Queueing:
     """An index and the commands that queue it (Store.prepare), for Store.request_computations.
 
-    No commands for an index thought settled: then `context` is the
-    submitter's, in which they are recorded if they are needed after all.
+    No commands for an index thought settled: they are recorded in `context`
+    (the submitter's) if they are needed after all.
     """
 
     index: int
     commands: list[Any] | None
-    context: contextvars.Context | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +126,8 @@ class Store:
         # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
-        self._settled: dict[int, None] = {}  # insertion order: the oldest first
         self._recompute = self.redis.register_script(RECOMPUTE)
+        self._settled: dict[int, None] = {}  # SETTLED_HINTS_MAX; insertion order: the oldest first
         # For the readiness probe: one try, half-second
         # timeouts. The client above may take its 1 s read plus a retry, past
         # the probe's 0.8 s deadline; and /all, which needs only Postgres,
@@ -157,9 +157,7 @@ class Store:
 
         Nothing yet for an index this process saw pending or done (SETTLED_HINTS_MAX).
         """
-        if index in self._settled:
-            return Queueing(index, None, contextvars.copy_context())
-        return Queueing(index, self._queue_commands(index))
+        return Queueing(index, None if index in self._settled else self._queue_commands(index))
 
     def _queue_commands(self, index: int) -> list[Any]:
         return self._recorded(lambda pipe: self._queue_in(pipe, index))
@@ -183,7 +181,10 @@ class Store:
             unprepared = [at for at, outcome in enumerate(outcomes) if outcome is None]
             if unprepared:
                 # Thought settled but not (any more): their commands, recorded as each submitter would have.
-                again = [replace(group[at], commands=self._commands_for(group[at])) for at in unprepared]
+                again = [
+                    replace(q, commands=q.context.run(self._queue_commands, q.index))
+                    for q in (group[at] for at in unprepared)
+                ]
                 again_outcomes, again_raws = self._queue_group(again, admit, ())
                 for at, outcome in zip(unprepared, again_outcomes, strict=True):
                     outcomes[at] = outcome
@@ -194,11 +195,6 @@ class Store:
                 self._remember_settled(queueing.index)
         statuses = {index: _public(index, raw) or contract.public_status(index, {}) for index, raw in raws.items()}
         return Queued(answers, statuses)
-
-    def _commands_for(self, queueing: Queueing) -> list[Any]:
-        if queueing.context is None:
-            return self._queue_commands(queueing.index)
-        return queueing.context.run(self._queue_commands, queueing.index)
 
     def _queue_group(
         self, group: list[Queueing], admit: bool, announce: Sequence[int]

@@ -134,13 +134,17 @@ def test_when_postgres_fails_in_a_group_every_submission_of_it_is_a_503(
     assert rows(pg_conn) == []
 
 
+def queued_jobs(redis_client: Redis) -> list[Job]:
+    """The queued jobs, oldest first."""
+    return [
+        Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
+        for job_id in redis_client.lrange(f"rq:queue:{contract.QUEUE_NAME}", 0, -1)
+    ]
+
+
 def jobs_queued(redis_client: Redis) -> list[tuple[str, Any]]:
     """Each queued job's function and argument, oldest first."""
-    queued = []
-    for job_id in redis_client.lrange(f"rq:queue:{contract.QUEUE_NAME}", 0, -1):
-        job = Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
-        queued.append((job.func_name, job.args[0]))
-    return queued
+    return [(job.func_name, job.args[0]) for job in queued_jobs(redis_client)]
 
 
 def test_a_group_arriving_at_a_deep_queue_is_one_batch_job_and_each_of_it_is_computed(
@@ -224,10 +228,7 @@ def test_an_index_redis_lost_is_queued_again_in_its_own_submitters_name(
 
     assert {answer.status_code for answer in answers.values()} == {202}
     assert answers["resubmits-seven-0001"].get_json()["status"] == "pending"
-    jobs = {}
-    for job_id in redis_client.lrange(f"rq:queue:{contract.QUEUE_NAME}", 0, -1):
-        job = Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
-        jobs[job.args[0]] = job.meta[contract.JOB_META_REQUEST_ID]
+    jobs = {job.args[0]: job.meta[contract.JOB_META_REQUEST_ID] for job in queued_jobs(redis_client)}
     assert jobs == {901: "holds-the-write-0001", 8: "leads-the-group-0001", 7: "resubmits-seven-0001"}
     assert rows(pg_conn) == [7, 901, 8, 7]
     drain(redis_server.port)
