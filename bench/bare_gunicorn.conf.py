@@ -1,4 +1,4 @@
-"""gunicorn settings for bench/bare_app.py: the API's own (server/gunicorn.conf.py), without its app's hooks.
+"""gunicorn settings for the bench's baseline apps (bare_app.py, floor_app.py): the API's own, without its hooks.
 
 Same worker class, processes, connections, keep-alive and access log as the
 API, so the difference between the two is the API itself.
@@ -13,6 +13,7 @@ from typing import Any
 _api = runpy.run_path(str(Path(__file__).resolve().parents[1] / "server" / "gunicorn.conf.py"))
 globals().update({name: value for name, value in _api.items() if not name.startswith("__")})
 
+# bare_app.py unless the command line names another app (floor_app:app).
 wsgi_app = "bare_app:app"
 
 

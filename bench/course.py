@@ -28,8 +28,9 @@ from pathlib import Path
 
 import psycopg
 import requests
-from http_paths import SECONDS, Stack, running_stack
-from load import POST_SCRIPT, WrkResult, wrk
+from floors import MODES, lone_durable_post_ms, post_floors, rq_noop_job_ms
+from http_paths import SECONDS, Stack, bare_wsgi, running_stack
+from load import POST_SCRIPT, WrkResult, cpu_seconds, wrk
 from processes import wait_until
 from redis import Redis
 
@@ -48,6 +49,7 @@ NOTHING_YET = "Nothing yet!"  # the course's placeholder, as fibstack's
 # takes it about a second, so a few thousand POSTs would keep it busy (and
 # one of the two cores) for hours after the run.
 POST_SPAN = 21
+POST_CONNECTIONS = (10, 50)
 
 
 def install() -> None:
@@ -149,21 +151,28 @@ def bench_course(env: dict[str, str], postgres: PostgresServer, work: Path) -> N
         seed(stack, course_api)
         print("| path | conns | fibstack req/s | p99 (ms) | errors | course req/s | p99 (ms) | errors | ÷ course |")
         print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        gets: dict[int, tuple[WrkResult, WrkResult]] = {}
         for path in ("/api/values/current", "/api/values/all"):
             for conns in CONNECTIONS:
                 theirs = wrk(f"{course_router}{path}", conns, SECONDS)
                 ours = wrk(f"{stack.router_url}{path}", conns, SECONDS)
+                if path == "/api/values/current":
+                    gets[conns] = (ours, theirs)
                 print(row(f"GET {path} via router", conns, ours, theirs))
+        current_body = requests.get(f"{stack.router_url}/api/values/current", timeout=5).content
         print()
         print(f"| POST straight to the API, indexes 0-{POST_SPAN - 1} | conns | fibstack 202s/s | p99 (ms) | errors "
               "| course answers/s | p99 (ms) | errors | ÷ course | course rows written/s |")  # fmt: skip
         print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        posts: dict[int, tuple[WrkResult, float, WrkResult]] = {}
         with psycopg.connect(conninfo(course_env), autocommit=True) as conn:
-            for conns in (10, 50):
+            for conns in POST_CONNECTIONS:
                 # The same indexes for both: every POST a new row. Each from the same
                 # state of Postgres's WAL, whoever wrote a lot just before.
                 conn.execute("CHECKPOINT")
+                pids, cpu_before = stack.api_pids(), cpu_seconds(stack.api_pids())
                 ours = wrk(f"{stack.api.url}/api/values", conns, SECONDS, script=post_script(POST_SPAN))
+                ours_cpu = (cpu_seconds(pids) - cpu_before) * 1000 / max(ours.requests, 1)
                 conn.execute("CHECKPOINT")
                 rows_before, started = course_rows(conn), time.perf_counter()
                 theirs = wrk(f"{course_api}/values", conns, SECONDS, script=post_script(POST_SPAN))
@@ -172,6 +181,7 @@ def bench_course(env: dict[str, str], postgres: PostgresServer, work: Path) -> N
                 answered = theirs.requests - theirs.not_2xx
                 wait_until(partial(rows_reach, conn, rows_before + answered), timeout=600, interval=0.1)
                 written = answered / (time.perf_counter() - started)
+                posts[conns] = (ours, ours_cpu, theirs)
                 print(f"{row('durable on fibstack side only', conns, ours, theirs)} {written:,.0f} |")
 
         def course_post(session: requests.Session, sample: int) -> None:
@@ -198,8 +208,58 @@ def bench_course(env: dict[str, str], postgres: PostgresServer, work: Path) -> N
         f"(÷ course {theirs_p50 / ours_p50:.2f}: above 1 is faster than the course)."
     )
     print("Its rows written/s: what it answered for, over the time until the last of those rows was in Postgres.\n")
+    print_floors(env, work, gets, current_body, posts, ours_p50, theirs_p50)
     print("Goals (#17): at least 1.0x the course on every GET path at 10, 50 and 200 connections with no")
     print("socket errors and p99 no worse; at least 1.0x on POST with durable commits; e2e p50 no worse.\n")
+
+
+def print_floors(
+    env: dict[str, str],
+    work: Path,
+    gets: dict[int, tuple[WrkResult, WrkResult]],
+    current_body: bytes,
+    posts: dict[int, tuple[WrkResult, float, WrkResult]],
+    ours_e2e_ms: float,
+    theirs_e2e_ms: float,
+) -> None:
+    """Each path on the least app of the design card's packages (floors.py), beside both apps."""
+    print("Floors, same run: GET /api/values/current's body from bench/bare_app.py under the API's gunicorn")
+    print("settings, behind the same router (no Flask, no Redis: the least any app on this worker costs)\n")
+    print("| conns | course req/s | p99 (ms) | bare WSGI req/s | p99 (ms) | fibstack req/s | p99 (ms) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    with bare_wsgi(env, work, current_body) as bare_url:
+        wrk(f"{bare_url}/api/values/current", CONNECTIONS[0], 1)  # warm up
+        for conns, (ours, theirs) in gets.items():
+            bare = wrk(f"{bare_url}/api/values/current", conns, SECONDS)
+            print(
+                f"| {conns} | {theirs.per_second:,.0f} | {theirs.p99_ms:.1f} | {bare.per_second:,.0f} "
+                f"| {bare.p99_ms:.1f} | {ours.per_second:,.0f} | {ours.p99_ms:.1f} |"
+            )
+    print()
+    floors = post_floors(env, work, POST_CONNECTIONS, SECONDS, post_script(POST_SPAN))
+    print(f"Floors, same run: POST, indexes 0-{POST_SPAN - 1}, on bench/floor_app.py under the API's gunicorn")
+    print("settings (Flask alone; Flask with the two round trips of a durable 202, one POST at a time)\n")
+    print("| app | conns | 2xx/s | p99 (ms) | API CPU/POST (ms) | ÷ course |")
+    print("|:---|---:|---:|---:|---:|---:|")
+    for conns, (ours, ours_cpu, theirs) in posts.items():
+        print(f"| the course | {conns} | {theirs.per_second:,.0f} | {theirs.p99_ms:.1f} | | 1.00 |")
+        for mode, label in MODES.items():
+            floor, cpu = floors[mode, conns]
+            print(
+                f"| {label} | {conns} | {floor.per_second:,.0f} | {floor.p99_ms:.1f} | {cpu:.3f} "
+                f"| {floor.per_second / theirs.per_second:.2f} |"
+            )
+        print(
+            f"| fibstack (group commit, admission, queued job) | {conns} | {ours.per_second:,.0f} "
+            f"| {ours.p99_ms:.1f} | {ours_cpu:.3f} | {ours.per_second / theirs.per_second:.2f} |"
+        )
+    post_ms, job_ms = lone_durable_post_ms(env, work, E2E_SAMPLES), rq_noop_job_ms(env, E2E_SAMPLES)
+    print(
+        f"\nPOST -> value readable, floor: a durable floor POST alone p50 {post_ms:.1f} ms + RQ from enqueue to a "
+        f"finished no-op job, polled, p50 {job_ms:.1f} ms = {post_ms + job_ms:.1f} ms (÷ course "
+        f"{theirs_e2e_ms / (post_ms + job_ms):.2f}); fibstack {ours_e2e_ms:.1f} ms, "
+        f"the course {theirs_e2e_ms:.1f} ms.\n"
+    )
 
 
 def course_rows(conn: psycopg.Connection) -> int:
