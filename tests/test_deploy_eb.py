@@ -17,8 +17,6 @@ import fake_aws
 import pytest
 import yaml
 
-from stack.servers import free_port
-
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "deploy_eb.py"
 REGION = "eu-west-1"
@@ -26,10 +24,8 @@ REGION = "eu-west-1"
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[str]:
-    port = free_port()
-    server = fake_aws.start(port)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with fake_aws.serving() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kube import KUBECTL, REPO
+from kube import REPO, kubectl_calls, write_fake_kubectl
 
 SCRIPT = REPO / "scripts" / "deploy-k8s.sh"
 WORKLOADS = {
@@ -27,24 +27,7 @@ WORKLOADS = {
 
 @pytest.fixture
 def fake_kubectl(tmp_path: Path) -> Path:
-    """kubectl that renders for real and records every other call; FAIL_ROLLOUT names one that never gets ready."""
-    script = tmp_path / "kubectl"
-    script.write_text(
-        f"""#!/usr/bin/env bash
-echo "$*" >> "{tmp_path}/calls"
-case "$1" in
-    kustomize) exec "{KUBECTL}" "$@" ;;
-esac
-case "$*" in
-    *"get secret"*) [ "${{HAVE_SECRET:-0}}" = 1 ] ;;
-    *"rollout status ${{FAIL_ROLLOUT:-none}} "*) echo "error: timed out waiting for the condition" >&2; exit 1 ;;
-    *"rollout undo"*) [ "${{HAVE_HISTORY:-1}}" = 1 ] ;;
-    *) exit 0 ;;
-esac
-"""
-    )
-    script.chmod(0o755)
-    return script
+    return write_fake_kubectl(tmp_path)
 
 
 def deploy(fake_kubectl: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +38,7 @@ def deploy(fake_kubectl: Path, *args: str, **env: str) -> subprocess.CompletedPr
 
 
 def calls(fake_kubectl: Path) -> list[str]:
-    log = fake_kubectl.parent / "calls"
-    return log.read_text().splitlines() if log.exists() else []
+    return kubectl_calls(fake_kubectl)
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])

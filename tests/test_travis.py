@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +63,8 @@ def test_the_test_stage_runs_what_ci_runs() -> None:
     assert stages["test"]["script"] == "make test"
     assert "make test" in (REPO / ".ci/run").read_text()
     assert [stage["name"] for stage in TRAVIS["stages"]] == ["test", "build", "deploy"]
-    assert "type = push" in TRAVIS["stages"][1]["if"]
-    assert "branch = main" in TRAVIS["stages"][2]["if"]
+    # Images and deploys only from pushes to main: the only builds that get the credentials.
+    assert TRAVIS["stages"][1]["if"] == TRAVIS["stages"][2]["if"] == "type = push AND branch = main"
 
 
 def test_without_secrets_publish_and_deploy_do_nothing_and_succeed(tmp_path: Path) -> None:
@@ -95,3 +96,25 @@ def test_deploy_goes_where_the_variables_say(tmp_path: Path) -> None:
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls[0].strip() == "deploy-eb"
     assert calls[1].startswith("deploy-k8s OVERLAY=prod DEPLOY_K8S_FLAGS=--no-build apiVersion: v1")
+
+
+@pytest.mark.parametrize(
+    ("pull_request", "branch", "refused"),
+    [("7", "main", "a pull request build"), ("false", "feature", "a build of branch 'feature'")],
+)
+def test_the_deploy_script_refuses_any_travis_build_but_a_push_to_main(
+    tmp_path: Path, pull_request: str, branch: str, refused: str
+) -> None:
+    # Even if the stage conditions were edited away, another branch's code is not deployed.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TRAVIS": "true",
+        "TRAVIS_PULL_REQUEST": pull_request,
+        "TRAVIS_BRANCH": branch,
+        "EB_APP": "fibstack",
+        "EB_ENV": "fibstack-prod",
+    }
+    result = subprocess.run([str(REPO / "scripts/ci-deploy.sh")], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"ci-deploy: this is {refused}: nothing deployed (only pushes to main deploy)" in result.stderr

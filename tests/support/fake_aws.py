@@ -17,6 +17,8 @@ Docker instead), IAM permissions, real timings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,8 @@ from moto.elasticbeanstalk.models import EBBackend, Environment
 from moto.elasticbeanstalk.responses import EBResponse
 from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
+
+from stack.servers import free_port
 
 HEALTH_TAG = "fake-eb:health"
 POLLS_TO_READY = 2
@@ -206,3 +210,14 @@ def start(port: int) -> ThreadedMotoServer:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
+
+
+@contextmanager
+def serving() -> Iterator[str]:
+    """The stand-in on a free port for as long as the block runs; yields its endpoint URL."""
+    port = free_port()
+    server = start(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -127,3 +127,36 @@ def quantity_bytes(quantity: str) -> int:
 
 def quantity_cpus(quantity: str) -> float:
     return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def write_fake_kubectl(directory: Path) -> Path:
+    """A kubectl that renders for real and records every other call in directory/calls.
+
+    FAIL_ROLLOUT names a workload that never gets ready; HAVE_SECRET=1 makes
+    the user's secret exist; HAVE_HISTORY=0 leaves nothing to roll back to.
+    It also records the kubeconfig it was given (KUBECONFIG's first line).
+    """
+    script = directory / "kubectl"
+    script.write_text(
+        f"""#!/usr/bin/env bash
+echo "$*" >> "{directory}/calls"
+[ -n "${{KUBECONFIG:-}}" ] && head -n 1 "$KUBECONFIG" >> "{directory}/kubeconfigs"
+case "$1" in
+    kustomize) exec "{KUBECTL}" "$@" ;;
+esac
+case "$*" in
+    *"get secret"*) [ "${{HAVE_SECRET:-0}}" = 1 ] ;;
+    *"rollout status ${{FAIL_ROLLOUT:-none}} "*) echo "error: timed out waiting for the condition" >&2; exit 1 ;;
+    *"rollout undo"*) [ "${{HAVE_HISTORY:-1}}" = 1 ] ;;
+    *) exit 0 ;;
+esac
+"""
+    )
+    script.chmod(0o755)
+    return script
+
+
+def kubectl_calls(fake_kubectl: Path) -> list[str]:
+    """What the fake kubectl was asked, one call per line."""
+    log = fake_kubectl.parent / "calls"
+    return log.read_text().splitlines() if log.exists() else []
