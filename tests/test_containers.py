@@ -12,7 +12,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ["client", "nginx", "server", "worker"]
 DOCKERFILES = sorted(REPO.glob("*/Dockerfile*"))
-COMPOSE_FILES = sorted(REPO.glob("docker-compose*.yml"))
+# Whole stacks; and the files added to the development one (the bind mounts,
+# Compose Watch, the Dev Container's workspace), checked for the spec only.
+DEV_ADDITIONS = [
+    REPO / "docker-compose.override.yml",
+    REPO / "docker-compose.watch.yml",
+    REPO / ".devcontainer/compose.yml",
+]
+COMPOSE_FILES = sorted(set(REPO.glob("docker-compose*.yml")) - set(DEV_ADDITIONS))
 BIN = Path(sys.executable).parent
 
 
@@ -48,7 +55,7 @@ def test_images_run_as_a_numeric_non_root_user(dockerfile: Path) -> None:
     assert uid != "0"
 
 
-@pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda path: path.name)
+@pytest.mark.parametrize("compose", COMPOSE_FILES + DEV_ADDITIONS, ids=lambda path: path.name)
 def test_compose_files_follow_the_compose_spec(compose: Path) -> None:
     # The Compose Specification is what both docker-compose v1 and docker compose v2 read.
     result = subprocess.run(
@@ -148,3 +155,19 @@ def test_stopping_gives_each_process_more_than_its_own_graceful_timeout(compose:
     # Docker's default is 10 s, the same as gunicorn's: a stop under load ended in SIGKILL.
     assert int(services["api"]["stop_grace_period"].removesuffix("s")) > graceful
     assert int(services["worker"]["stop_grace_period"].removesuffix("s")) >= 30
+
+
+def test_compose_v1_never_reads_what_it_does_not_know() -> None:
+    import yaml
+
+    # docker-compose v1 rejects `develop` (Compose Watch): only the watch file, which v1 never loads, has it.
+    for compose in [*COMPOSE_FILES, REPO / "docker-compose.override.yml"]:
+        for name, service in yaml.safe_load(compose.read_text())["services"].items():
+            assert "develop" not in service, f"{compose.name}: {name}"
+    watched = yaml.safe_load((REPO / "docker-compose.watch.yml").read_text())["services"]
+    mounted = yaml.safe_load((REPO / "docker-compose.override.yml").read_text())["services"]
+    # Watch covers every service the override bind-mounts, and each rebuilds when its lock changes.
+    assert set(watched) == set(mounted) == {"api", "worker", "client"}
+    for name, service in watched.items():
+        actions = {rule["action"] for rule in service["develop"]["watch"]}
+        assert actions == {"sync", "rebuild"}, name

@@ -66,7 +66,7 @@ def test_the_test_job_runs_what_ci_runs() -> None:
     ci_run = (REPO / ".ci" / "run").read_text()
     ran_by_ci = re.findall(r"^make ([\w-]+)", ci_run, re.MULTILINE)
     test_job = [step["run"].split()[1] for step in CI["jobs"]["test"]["steps"] if "run" in step]
-    assert test_job == ran_by_ci == ["test", "docker-check", "k8s-pods-check", "eb-check"]
+    assert test_job == ran_by_ci == ["test", "docker-check", "sbom", "devcontainer-check", "k8s-pods-check", "eb-check"]
 
 
 def test_every_action_is_pinned_to_a_full_commit_with_its_version_beside_it() -> None:
