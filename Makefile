@@ -165,7 +165,7 @@ eb-check: deps client-deps
 deploy-k8s: deps
 	scripts/deploy-k8s.sh $(DEPLOY_K8S_FLAGS) $(OVERLAY)
 
-# Run one service by hand against your own Postgres and Redis (see README);
+# Run one service by hand against your own Postgres and Redis (see docs/running-locally.md);
 # the migration step first, as MIGRATION_PGUSER.
 migrate: deps
 	cd server && ../$(PYTHON) -m fibapi.migrate

@@ -1,7 +1,7 @@
 """What every figure of `make bench` is measured against: the servers' settings, and their own speed.
 
 The benchmark's Postgres and Redis run with the settings production uses
-(fsync on, as the README's Compose, Kubernetes and managed services do;
+(fsync on, as the Compose files, k8s/ and the managed services do;
 Redis with its append-only file and the shipped maxmemory), and this prints
 them, so a figure is never one of settings no user runs. Then the baselines
 of this run on this machine: the disk's fsync rate (pg_test_fsync), and how

@@ -102,17 +102,17 @@ if ! grep -q "^kind: Secret$" "$work/rendered.yaml"; then
     $kubectl_ns get secret fibstack-postgres-password >/dev/null 2>&1 || missing+=("    $kubectl_ns create secret generic fibstack-postgres-password --from-literal=password='<a new password for the API's role>'")
     $kubectl_ns get secret fibstack-redis-password >/dev/null 2>&1 || missing+=("    $kubectl_ns create secret generic fibstack-redis-password --from-literal=password='<the Redis AUTH token>'")
     if grep -q "name: fibstack-postgres-ca$" "$work/rendered.yaml"; then
-        $kubectl_ns get configmap fibstack-postgres-ca >/dev/null 2>&1 || missing+=("    $kubectl_ns create configmap fibstack-postgres-ca --from-file=ca.pem=<your cloud's CA bundle, see the README>")
+        $kubectl_ns get configmap fibstack-postgres-ca >/dev/null 2>&1 || missing+=("    $kubectl_ns create configmap fibstack-postgres-ca --from-file=ca.pem=<your cloud's CA bundle, see docs/kubernetes.md>")
     fi
     if [ ${#missing[@]} -gt 0 ]; then
-        die "create these first (see the README, Kubernetes):
+        die "create these first (see docs/kubernetes.md):
 $(printf '%s\n' "${missing[@]}")"
     fi
 fi
 
 say "applying $overlay to namespace $namespace with images $REGISTRY/fibstack-*:$TAG"
 if ! "$KUBECTL" apply -f "$work/rendered.yaml"; then
-    die "kubectl apply failed. 'no matches for kind' means a controller's CRDs are missing: install cert-manager (and KEDA, the Gateway API) first, as the README says"
+    die "kubectl apply failed. 'no matches for kind' means a controller's CRDs are missing: install cert-manager (and KEDA, the Gateway API) first, as docs/kubernetes.md says"
 fi
 
 # Every Deployment and StatefulSet the overlay holds, as kind/name.

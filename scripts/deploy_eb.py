@@ -134,7 +134,7 @@ def print_events(eb: Any, app: str, env: str, since: datetime) -> None:
 def required(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise SystemExit(f"deploy-eb: set {name} (see the README's Elastic Beanstalk section)")
+        raise SystemExit(f"deploy-eb: set {name} (see docs/elastic-beanstalk.md)")
     return value
 
 
