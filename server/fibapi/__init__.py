@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         requestid,
         store,
         submissions,
+        system,
         tracing,
         values,
     )
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = metrics.Instrument(app.wsgi_app)  # type: ignore[method-assign]
     app.wsgi_app = requestid.RequestId(app.wsgi_app)  # type: ignore[method-assign]
     metrics.init_app(app)
-    for blueprint in (values.bp, health.bp, openapi.bp):
+    for blueprint in (values.bp, health.bp, system.bp, openapi.bp):
         app.register_blueprint(blueprint)
     # Outermost, and before the pool's first connection (which it instruments).
     tracing.init_app(app, database)

@@ -40,13 +40,18 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
+    results = checks()
+    ready = all(result == "ok" for result in results.values())
+    return {"status": "ok" if ready else "unavailable", "checks": results}, 200 if ready else 503
+
+
+def checks() -> dict[str, str]:
+    """Each dependency's readiness ("ok" or why not), within CHECK_DEADLINE_SECONDS (also GET /api/system)."""
     pings: dict[str, Callable[[], None]] = {"postgres": get_db().ping, "redis": get_store().ping}
     executor = _checks_executor()
     futures = {name: executor.submit(ping) for name, ping in pings.items()}
     wait(futures.values(), timeout=CHECK_DEADLINE_SECONDS)
-    checks = {name: _outcome(future) for name, future in futures.items()}
-    ready = all(result == "ok" for result in checks.values())
-    return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+    return {name: _outcome(future) for name, future in futures.items()}
 
 
 def _outcome(future: Future[None]) -> str:

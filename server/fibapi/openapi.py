@@ -151,6 +151,14 @@ def spec(max_index: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/system": {
+                "get": {
+                    "summary": "What the pipeline is doing now: readiness, queue, workers, rates (the system page)",
+                    "description": "Cheap reads of what exists already; workers are counted, never named. "
+                    "queue, workers and rates are null while Redis is unavailable.",
+                    "responses": {"200": _json({"$ref": "#/components/schemas/System"}, "The pipeline now")},
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -160,6 +168,40 @@ def spec(max_index: int) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                "System": {
+                    "type": "object",
+                    "properties": {
+                        "ready": {
+                            "type": "object",
+                            "properties": {"postgres": {"type": "string"}, "redis": {"type": "string"}},
+                            "description": '"ok", or why not',
+                        },
+                        "queue": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "depth": {"type": "integer", "minimum": 0},
+                                "oldest_age_seconds": {"type": ["number", "null"]},
+                            },
+                        },
+                        "workers": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "alive": {"type": "integer", "minimum": 0},
+                                "busy": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                        "rates": {
+                            "type": ["object", "null"],
+                            "properties": {
+                                "submissions_per_second": {"type": "number"},
+                                "computations_per_second": {"type": "number"},
+                                "rate_capped": {"type": "boolean", "description": "true: at least these rates"},
+                            },
+                        },
+                        "window_seconds": {"type": "integer", "description": "the rates are over this window"},
+                    },
+                    "required": ["ready", "queue", "workers", "rates", "window_seconds"],
+                },
                 "Submission": {
                     "type": "object",
                     "properties": {

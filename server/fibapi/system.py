@@ -1,0 +1,104 @@
+"""GET /api/system: what the pipeline is doing now, for the client's live system page.
+
+Read from what exists already, so it costs the submit and list paths
+nothing: the readiness checks, and one pipeline of Redis reads (RQ's queue
+and worker registry, the events stream the workers append to, the
+lists-changes stream the API appends to after each commit), then one more
+for the few workers and the oldest job. It reveals no secret, hostname or
+address: workers are counted, never named.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint
+from redis import Redis
+from redis.exceptions import RedisError
+
+from . import contract
+from .health import checks
+from .store import get_store
+
+bp = Blueprint("system", __name__, url_prefix="/api")
+
+# Rates are over the last this many seconds.
+WINDOW_SECONDS = 10
+# At most this many stream entries are read for a rate, so a burst costs a
+# bounded read: past it the rate says "at least" (rate_capped).
+WINDOW_ENTRIES_MAX = 2000
+QUEUE_KEY = f"rq:queue:{contract.QUEUE_NAME}"
+WORKERS_KEY = f"rq:workers:{contract.QUEUE_NAME}"
+WORKER_KEY_PREFIX = b"rq:worker:"
+JOB_KEY_PREFIX = "rq:job:"
+
+
+@bp.get("/system")
+def system() -> dict[str, Any]:
+    ready = checks()
+    pipeline: dict[str, Any] = {"queue": None, "workers": None, "rates": None}
+    if ready["redis"] == "ok":
+        try:
+            pipeline = snapshot(get_store().redis, time.time())
+        except RedisError:
+            ready["redis"] = "unavailable: RedisError"
+    return {"ready": ready, **pipeline, "window_seconds": WINDOW_SECONDS}
+
+
+def snapshot(redis: Redis, now: float) -> dict[str, Any]:
+    """The queue, the workers and the rates, as Redis has them at `now` (Unix seconds)."""
+    since = f"{int((now - WINDOW_SECONDS) * 1000)}-0"
+    reads = redis.pipeline(transaction=False)
+    reads.llen(QUEUE_KEY)
+    reads.lindex(QUEUE_KEY, 0)  # RQ appends on the right and takes from the left: the oldest
+    reads.smembers(WORKERS_KEY)
+    reads.xrevrange(contract.EVENTS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
+    reads.xrevrange(contract.LISTS_CHANGES, min=since, count=WINDOW_ENTRIES_MAX)
+    depth, oldest, worker_keys, events, changes = reads.execute()
+
+    names = sorted(key.removeprefix(WORKER_KEY_PREFIX).decode() for key in worker_keys)
+    details = redis.pipeline(transaction=False)
+    for name in names:
+        details.hget(f"rq:worker:{name}", "state")
+        details.exists(contract.worker_alive_key(name))
+    if oldest is not None:
+        details.hget(f"{JOB_KEY_PREFIX}{oldest.decode()}", "enqueued_at")
+    answers = details.execute()
+    states, alive = answers[0 : 2 * len(names) : 2], answers[1 : 2 * len(names) : 2]
+    enqueued_at = answers[-1] if oldest is not None else None
+
+    computed = sum(1 for _, fields in events if _status(fields) in (contract.DONE, contract.FAILED))
+    submitted = sum(len(fields[b"indexes"].split(b",")) for _, fields in changes if fields.get(b"indexes"))
+    return {
+        "queue": {"depth": depth, "oldest_age_seconds": _age(enqueued_at, now)},
+        "workers": {
+            "alive": sum(1 for flag in alive if flag),
+            "busy": sum(1 for flag, state in zip(alive, states, strict=True) if flag and state == b"busy"),
+        },
+        "rates": {
+            "submissions_per_second": round(submitted / WINDOW_SECONDS, 1),
+            "computations_per_second": round(computed / WINDOW_SECONDS, 1),
+            "rate_capped": max(len(events), len(changes)) >= WINDOW_ENTRIES_MAX,
+        },
+    }
+
+
+def _status(fields: dict[bytes, bytes]) -> str | None:
+    try:
+        return str(json.loads(fields[b"data"])["status"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _age(enqueued_at: bytes | None, now: float) -> float | None:
+    """Seconds since RQ's enqueued_at (an ISO time in UTC), or None."""
+    if not enqueued_at:
+        return None
+    try:
+        when = datetime.fromisoformat(enqueued_at.decode().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round(max(0.0, now - when.timestamp()), 3)
