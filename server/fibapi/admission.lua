@@ -9,10 +9,16 @@
 -- bound only. The memory is read once per run of the script (INFO builds a
 -- long reply to parse): a group's new jobs, a few hundred bytes each, may
 -- take it that much past the bound before the next group is refused.
+-- Each refusal is counted in REFUSALS (contract.REFUSALS_STREAM, set by
+-- store.py above this file) for GET /api/system: only when refusing.
 local memory_over = nil
+local function refuse(reason)
+    redis.call('XADD', REFUSALS, 'MAXLEN', '~', REFUSALS_MAXLEN, '*', 'reason', reason)
+    return reason
+end
 local function over_capacity(queue_key, values_bytes_key, queue_max, memory_percent)
     if redis.call('LLEN', queue_key) >= queue_max then
-        return 'queue'
+        return refuse('queue')
     end
     if memory_over == nil then
         memory_over = false
@@ -25,7 +31,7 @@ local function over_capacity(queue_key, values_bytes_key, queue_max, memory_perc
         end
     end
     if memory_over then
-        return 'memory'
+        return refuse('memory')
     end
     return nil
 end

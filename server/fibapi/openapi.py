@@ -195,12 +195,18 @@ def spec(max_index: int) -> dict[str, Any]:
                             "properties": {
                                 "submissions_per_second": {"type": "number"},
                                 "computations_per_second": {"type": "number"},
+                                "refused_per_second": {"type": "number"},
                                 "rate_capped": {"type": "boolean", "description": "true: at least these rates"},
                             },
                         },
+                        "refused": {
+                            "type": ["object", "null"],
+                            "additionalProperties": {"type": "integer"},
+                            "description": "admission control's refusals in the window, by reason (queue, memory)",
+                        },
                         "window_seconds": {"type": "integer", "description": "the rates are over this window"},
                     },
-                    "required": ["ready", "queue", "workers", "rates", "window_seconds"],
+                    "required": ["ready", "queue", "workers", "rates", "refused", "window_seconds"],
                 },
                 "Submission": {
                     "type": "object",

@@ -26,7 +26,8 @@
 -- Returns two arrays: for each index, 1 if queued now, 0 if not needed
 -- (pending or done, an index twice in the group included), why it is refused
 -- ('queue' or 'memory'), or 'unprepared' if it needs queueing but came
--- without its commands (for the last three, nothing is written for it); and
+-- without its commands (for the last three, nothing is written for it but a
+-- refusal's entry in REFUSALS, admission.lua); and
 -- each index's status hash as the script leaves it (HGETALL's flat array).
 -- Each index sees the queue as the ones before it left it, exactly as if
 -- they had come one by one.

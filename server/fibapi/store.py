@@ -64,7 +64,10 @@ LIVE_JOB_STATUSES = (b"queued", b"started", b"deferred", b"scheduled")
 # Queues indexes unless pending or done, as one atomic step (see
 # request_computations), and a dropped value again (recompute), each only
 # while there is room for new work (admission.lua, shared by both).
-_ADMISSION = Path(__file__).with_name("admission.lua").read_text()
+_ADMISSION = (
+    f"local REFUSALS, REFUSALS_MAXLEN = '{contract.REFUSALS_STREAM}', {contract.REFUSALS_MAXLEN}\n"
+    + Path(__file__).with_name("admission.lua").read_text()
+)
 # In place of an index's commands (queue_index.lua), and its answer if it needed them.
 UNPREPARED = "unprepared"
 QUEUE_INDEX = _ADMISSION + Path(__file__).with_name("queue_index.lua").read_text()

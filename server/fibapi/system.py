@@ -3,8 +3,9 @@
 Read from what exists already, so it costs the submit and list paths
 nothing: the readiness checks, and one pipeline of Redis reads (RQ's queue
 and worker registry, the events stream the workers append to, the
-lists-changes stream the API appends to after each commit), then one more
-for the few workers and the oldest job. It reveals no secret, hostname or
+lists-changes stream the API appends to after each commit, the refusals
+stream admission control appends to), then one more for the few workers
+and the oldest job. It reveals no secret, hostname or
 address: workers are counted, never named.
 """
 
@@ -39,7 +40,7 @@ JOB_KEY_PREFIX = "rq:job:"
 @bp.get("/system")
 def system() -> dict[str, Any]:
     ready = checks()
-    pipeline: dict[str, Any] = {"queue": None, "workers": None, "rates": None}
+    pipeline: dict[str, Any] = {"queue": None, "workers": None, "rates": None, "refused": None}
     if ready["redis"] == "ok":
         try:
             pipeline = snapshot(get_store().redis, time.time())
@@ -57,7 +58,8 @@ def snapshot(redis: Redis, now: float) -> dict[str, Any]:
     reads.smembers(WORKERS_KEY)
     reads.xrevrange(contract.EVENTS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, min=since, count=WINDOW_ENTRIES_MAX)
-    depth, oldest, worker_keys, events, changes = reads.execute()
+    reads.xrevrange(contract.REFUSALS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
+    depth, oldest, worker_keys, events, changes, refusals = reads.execute()
 
     names = sorted(key.removeprefix(WORKER_KEY_PREFIX).decode() for key in worker_keys)
     details = redis.pipeline(transaction=False)
@@ -72,6 +74,10 @@ def snapshot(redis: Redis, now: float) -> dict[str, Any]:
 
     computed = sum(1 for _, fields in events if _status(fields) in (contract.DONE, contract.FAILED))
     submitted = sum(len(fields[b"indexes"].split(b",")) for _, fields in changes if fields.get(b"indexes"))
+    reasons: dict[str, int] = {}
+    for _, fields in refusals:
+        reason = fields.get(b"reason", b"").decode()
+        reasons[reason] = reasons.get(reason, 0) + 1
     return {
         "queue": {"depth": depth, "oldest_age_seconds": _age(enqueued_at, now)},
         "workers": {
@@ -81,8 +87,11 @@ def snapshot(redis: Redis, now: float) -> dict[str, Any]:
         "rates": {
             "submissions_per_second": round(submitted / WINDOW_SECONDS, 1),
             "computations_per_second": round(computed / WINDOW_SECONDS, 1),
-            "rate_capped": max(len(events), len(changes)) >= WINDOW_ENTRIES_MAX,
+            "refused_per_second": round(len(refusals) / WINDOW_SECONDS, 1),
+            "rate_capped": max(len(events), len(changes), len(refusals)) >= WINDOW_ENTRIES_MAX,
         },
+        # Admission control's refusals in the window, by why: "queue" or "memory".
+        "refused": reasons,
     }
 
 

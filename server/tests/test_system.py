@@ -26,7 +26,13 @@ def test_an_idle_system(client: FlaskClient) -> None:
     assert body["ready"] == {"postgres": "ok", "redis": "ok"}
     assert body["queue"] == {"depth": 0, "oldest_age_seconds": None}
     assert body["workers"] == {"alive": 0, "busy": 0}
-    assert body["rates"] == {"submissions_per_second": 0.0, "computations_per_second": 0.0, "rate_capped": False}
+    assert body["rates"] == {
+        "submissions_per_second": 0.0,
+        "computations_per_second": 0.0,
+        "refused_per_second": 0.0,
+        "rate_capped": False,
+    }
+    assert body["refused"] == {}
     assert body["window_seconds"] == system.WINDOW_SECONDS
 
 
@@ -42,6 +48,23 @@ def test_submissions_show_in_the_queue_and_the_rate(client: FlaskClient) -> None
     assert isinstance(rates, dict)
     assert rates["submissions_per_second"] == 4 / system.WINDOW_SECONDS
     assert rates["computations_per_second"] == 0
+
+
+def test_work_refused_by_admission_control_is_counted_by_reason(services_env: dict[str, str]) -> None:
+    from fibapi import create_app
+
+    app = create_app(Settings.from_env(services_env | {"ADMISSION_QUEUE_MAX": "2"}))
+    try:
+        client = app.test_client()
+        codes = [client.post("/api/values", json={"index": index}).status_code for index in (51, 52, 53, 54)]
+        assert codes == [202, 202, 503, 503]  # no worker: the queue holds two jobs
+        body = get(client)
+        assert body["refused"] == {"queue": 2}
+        rates = body["rates"]
+        assert isinstance(rates, dict)
+        assert rates["refused_per_second"] == 2 / system.WINDOW_SECONDS
+    finally:
+        app.extensions["fibstack.db"].close()
 
 
 def test_workers_are_counted_alive_and_busy_by_their_liveness_key(client: FlaskClient, redis_client: Redis) -> None:
@@ -88,6 +111,6 @@ def test_while_redis_is_down_it_says_so_and_answers(services_env: dict[str, str]
         body = response.get_json()
         assert body["ready"]["postgres"] == "ok"
         assert body["ready"]["redis"].startswith("unavailable")
-        assert body["queue"] is body["workers"] is body["rates"] is None
+        assert body["queue"] is body["workers"] is body["rates"] is body["refused"] is None
     finally:
         app.extensions["fibstack.db"].close()

@@ -127,6 +127,14 @@ LISTS_CHANGES: Final = f"{PREFIX}:lists-changes"
 LISTS_CHANGES_MAXLEN: Final = 1000
 
 
+# Capped stream: one entry per piece of new work admission control refused
+# (field "reason": "queue" or "memory"), appended by the refusing script
+# itself (the API's admission.lua), so accepted work pays nothing for it.
+# GET /api/system counts the recent ones.
+REFUSALS_STREAM: Final = f"{PREFIX}:refusals"
+REFUSALS_MAXLEN: Final = 1000
+
+
 def worker_alive_key(worker_name: str) -> str:
     """Short-lived key a worker refreshes while it runs (see fibworker.liveness)."""
     return f"{PREFIX}:worker-alive:{worker_name}"
