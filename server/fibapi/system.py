@@ -17,8 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint
-from redis import Redis
 from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.job import Job
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from . import contract
 from .health import checks
@@ -31,10 +33,8 @@ WINDOW_SECONDS = 10
 # At most this many stream entries are read for a rate, so a burst costs a
 # bounded read: past it the rate says "at least" (rate_capped).
 WINDOW_ENTRIES_MAX = 2000
-QUEUE_KEY = f"rq:queue:{contract.QUEUE_NAME}"
-WORKERS_KEY = f"rq:workers:{contract.QUEUE_NAME}"
-WORKER_KEY_PREFIX = b"rq:worker:"
-JOB_KEY_PREFIX = "rq:job:"
+# RQ's registry of the queue's workers (a set of their keys), named as RQ names it.
+WORKERS_KEY = WORKERS_BY_QUEUE_KEY % contract.QUEUE_NAME
 
 
 @bp.get("/system")
@@ -43,33 +43,33 @@ def system() -> dict[str, Any]:
     pipeline: dict[str, Any] = {"queue": None, "workers": None, "rates": None, "refused": None}
     if ready["redis"] == "ok":
         try:
-            pipeline = snapshot(get_store().redis, time.time())
+            pipeline = snapshot(get_store().queue, time.time())
         except RedisError:
             ready["redis"] = "unavailable: RedisError"
     return {"ready": ready, **pipeline, "window_seconds": WINDOW_SECONDS}
 
 
-def snapshot(redis: Redis, now: float) -> dict[str, Any]:
-    """The queue, the workers and the rates, as Redis has them at `now` (Unix seconds)."""
+def snapshot(queue: Queue, now: float) -> dict[str, Any]:
+    """The queue, its workers and the rates, as Redis has them at `now` (Unix seconds)."""
     since = f"{int((now - WINDOW_SECONDS) * 1000)}-0"
-    reads = redis.pipeline(transaction=False)
-    reads.llen(QUEUE_KEY)
-    reads.lindex(QUEUE_KEY, 0)  # RQ appends on the right and takes from the left: the oldest
+    reads = queue.connection.pipeline(transaction=False)
+    reads.llen(queue.key)
+    reads.lindex(queue.key, 0)  # RQ appends on the right and takes from the left: the oldest
     reads.smembers(WORKERS_KEY)
     reads.xrevrange(contract.EVENTS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.REFUSALS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     depth, oldest, worker_keys, events, changes, refusals = reads.execute()
 
-    names = sorted(key.removeprefix(WORKER_KEY_PREFIX).decode() for key in worker_keys)
-    details = redis.pipeline(transaction=False)
-    for name in names:
-        details.hget(f"rq:worker:{name}", "state")
-        details.exists(contract.worker_alive_key(name))
+    prefix = Worker.redis_worker_namespace_prefix.encode()
+    details = queue.connection.pipeline(transaction=False)
+    for key in worker_keys:
+        details.hget(key, "state")
+        details.exists(contract.worker_alive_key(key.removeprefix(prefix).decode()))
     if oldest is not None:
-        details.hget(f"{JOB_KEY_PREFIX}{oldest.decode()}", "enqueued_at")
+        details.hget(Job.key_for(oldest.decode()), "enqueued_at")
     answers = details.execute()
-    states, alive = answers[0 : 2 * len(names) : 2], answers[1 : 2 * len(names) : 2]
+    states, alive = answers[0 : 2 * len(worker_keys) : 2], answers[1 : 2 * len(worker_keys) : 2]
     enqueued_at = answers[-1] if oldest is not None else None
 
     computed = sum(1 for _, fields in events if _status(fields) in (contract.DONE, contract.FAILED))
