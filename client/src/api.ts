@@ -65,7 +65,42 @@ async function json<T>(path: string, init?: RequestInit): Promise<T> {
   return (await (await send(path, init)).json()) as T;
 }
 
+/** A submission's stages, in milliseconds since it was accepted; null: not reached (or never will be). */
+export interface Stages {
+  accepted: number;
+  queued: number | null;
+  committed: number | null;
+  started: number | null;
+  done: number | null;
+  announced: number | null;
+}
+
+export interface Timeline {
+  index: number;
+  age_seconds: number;
+  outcome: "waiting" | "done" | "failed" | "computed before";
+  stages: Stages;
+}
+
+/** GET /api/system: all but `ready` are null while Redis is unavailable. */
+export interface SystemState {
+  ready: { postgres: string; redis: string };
+  api: { processes: number } | null;
+  queue: { depth: number; oldest_age_seconds: number | null } | null;
+  workers: { alive: number; busy: number } | null;
+  rates: {
+    submissions_per_second: number;
+    computations_per_second: number;
+    refused_per_second: number;
+    rate_capped: boolean;
+  } | null;
+  refused: Record<string, number> | null;
+  recent: Timeline[] | null;
+  window_seconds: number;
+}
+
 export const api = {
+  system: () => json<SystemState>("/api/system"),
   seen: () => json<Submission[]>("/api/values/all"),
   recent: () => json<Status[]>("/api/values/recent"),
   submit: (index: string) =>

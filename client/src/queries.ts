@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { api, type Status } from "./api";
 
-export const keys = { seen: ["values", "seen"], recent: ["values", "recent"] } as const;
+export const keys = { seen: ["values", "seen"], recent: ["values", "recent"], system: ["system"] } as const;
 
 // While a list cannot be loaded, try again every few seconds, so the page
 // recovers by itself when the API is back.
@@ -35,4 +35,13 @@ export function placeFirst(list: Status[] | undefined, submitted: Status): Statu
   const items = list ?? [];
   const existing = items.find((item) => item.index === submitted.index);
   return [existing ?? submitted, ...items.filter((item) => item.index !== submitted.index)];
+}
+
+// The system page asks this often as well as at each event: rates and ages
+// move while no event comes. Each API process keeps its answer about a
+// second, so more often would only be asked again.
+export const SYSTEM_REFRESH_MS = 2000;
+
+export function useSystem() {
+  return useQuery({ queryKey: keys.system, queryFn: api.system, refetchInterval: SYSTEM_REFRESH_MS });
 }

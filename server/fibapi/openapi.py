@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from .timeline import STAGES
+
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 _INDEX = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
@@ -153,9 +155,10 @@ def spec(max_index: int) -> dict[str, Any]:
             },
             "/api/system": {
                 "get": {
-                    "summary": "What the pipeline is doing now: readiness, queue, workers, rates (the system page)",
+                    "summary": "What the pipeline is doing now: readiness, queue, workers, rates, the last timelines",
                     "description": "Cheap reads of what exists already; workers are counted, never named. "
-                    "queue, workers and rates are null while Redis is unavailable.",
+                    "All but ready are null while Redis is unavailable. "
+                    "Kept about a second by each API process.",
                     "responses": {"200": _json({"$ref": "#/components/schemas/System"}, "The pipeline now")},
                 }
             },
@@ -175,6 +178,11 @@ def spec(max_index: int) -> dict[str, Any]:
                             "type": "object",
                             "properties": {"postgres": {"type": "string"}, "redis": {"type": "string"}},
                             "description": '"ok", or why not',
+                        },
+                        "api": {
+                            "type": ["object", "null"],
+                            "properties": {"processes": {"type": "integer", "minimum": 0}},
+                            "description": "API processes (gunicorn workers of every replica) alive in the last 30 s",
                         },
                         "queue": {
                             "type": ["object", "null"],
@@ -204,9 +212,33 @@ def spec(max_index: int) -> dict[str, Any]:
                             "additionalProperties": {"type": "integer"},
                             "description": "admission control's refusals in the window, by reason (queue, memory)",
                         },
+                        "recent": {
+                            "type": ["array", "null"],
+                            "items": {"$ref": "#/components/schemas/Timeline"},
+                            "description": "the last few accepted submissions, newest first",
+                        },
                         "window_seconds": {"type": "integer", "description": "the rates are over this window"},
                     },
-                    "required": ["ready", "queue", "workers", "rates", "refused", "window_seconds"],
+                    "required": ["ready", "api", "queue", "workers", "rates", "refused", "recent", "window_seconds"],
+                },
+                "Timeline": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "age_seconds": {"type": "number", "description": "since it was accepted"},
+                        "outcome": {
+                            "enum": ["waiting", "done", "failed", "computed before"],
+                            "description": "waiting: its computation has not ended (or is past what was read)",
+                        },
+                        "stages": {
+                            "type": "object",
+                            "description": "milliseconds from accepted to each stage, null if not reached; "
+                            "each stamped by its own process's clock",
+                            "properties": {name: {"type": ["number", "null"], "minimum": 0} for name in STAGES},
+                            "required": list(STAGES),
+                        },
+                    },
+                    "required": ["index", "age_seconds", "outcome", "stages"],
                 },
                 "Submission": {
                     "type": "object",

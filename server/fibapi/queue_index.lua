@@ -16,8 +16,9 @@
 -- ARGV[3]: '1' to apply both, '0' not to (work accepted before: recovery)
 -- ARGV[4]: batch when the queue holds at least this many jobs ('0': never)
 -- ARGV[5]: the owed entry's indexes, comma-separated ('' if none),
--- ARGV[6]: the stream's approximate length bound
--- ARGV[7...]: for each index in turn: 'unprepared' alone if it came without
+-- ARGV[6]: its timeline stamps (contract.TIMELINE_FIELD; '' if none),
+-- ARGV[7]: the stream's approximate length bound
+-- ARGV[8...]: for each index in turn: 'unprepared' alone if it came without
 --          its commands (thought settled, store.py); else '1' if it may go in
 --          the batch, or '0'; the commands that queue it alone (admission.lua's
 --          run_recorded: marking it pending and RQ's own enqueue); if it may
@@ -33,15 +34,17 @@
 -- they had come one by one.
 -- The commands touch keys not listed in KEYS (RQ's): fine on a single Redis
 -- or a replicated one, not on Redis Cluster, which fibstack does not use.
-if ARGV[5] ~= '' then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'indexes', ARGV[5])
+if ARGV[5] ~= '' and ARGV[6] ~= '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'indexes', ARGV[5], TIMELINE_FIELD, ARGV[6])
+elseif ARGV[5] ~= '' then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'indexes', ARGV[5])
 end
 local batch_depth = tonumber(ARGV[4])
 local batching = batch_depth > 0 and redis.call('LLEN', KEYS[1]) >= batch_depth
 local batched = false
 local answers = {}
 local statuses = {}
-local at = 7
+local at = 8
 for i = 4, #KEYS do
     local unprepared = ARGV[at] == 'unprepared'
     local may_batch = ARGV[at] == '1'

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask, current_app
 from redis import Redis
@@ -70,7 +71,11 @@ _ADMISSION = (
 )
 # In place of an index's commands (queue_index.lua), and its answer if it needed them.
 UNPREPARED = "unprepared"
-QUEUE_INDEX = _ADMISSION + Path(__file__).with_name("queue_index.lua").read_text()
+QUEUE_INDEX = (
+    _ADMISSION
+    + f"local TIMELINE_FIELD = '{contract.TIMELINE_FIELD}'\n"
+    + Path(__file__).with_name("queue_index.lua").read_text()
+)
 RECOMPUTE = _ADMISSION + Path(__file__).with_name("recompute.lua").read_text()
 
 
@@ -85,6 +90,7 @@ class Queueing:
     index: int
     commands: list[Any] | None
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    accepted: float = field(default_factory=time.time)  # Unix seconds (the system page's timelines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,14 @@ class Queued:
 
     outcomes: list[bool | OverCapacity]
     statuses: dict[int, dict[str, Any]]
+    jobs: dict[int, str]  # the job each index is pending for, "" if none
+
+
+class ListsChange(NamedTuple):
+    """A lists-changes entry: committed indexes, and their stamps (contract.TIMELINE_FIELD, timeline.py)."""
+
+    indexes: Sequence[int]
+    timeline: str = ""
 
 
 class OverCapacity(Exception):
@@ -128,6 +142,7 @@ class Store:
         )
         # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
+        self.process_id = secrets.token_hex(4)  # how this process is counted (say_alive): never its host's name
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
         self._recompute = self.redis.register_script(RECOMPUTE)
         self._settled: dict[int, None] = {}  # SETTLED_HINTS_MAX; insertion order: the oldest first
@@ -141,6 +156,14 @@ class Store:
             socket_timeout=0.5,
             retry=Retry(NoBackoff(), 0),
         )
+
+    def say_alive(self) -> None:
+        """Counted among the API processes alive (contract.API_PROCESSES), the long gone forgotten."""
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(contract.API_PROCESSES, {self.process_id: now})
+            pipe.zremrangebyscore(contract.API_PROCESSES, "-inf", now - 10 * contract.API_ALIVE_SECONDS)
+            pipe.execute()
 
     def ping(self) -> None:
         """Raise unless Redis answers within half a second."""
@@ -165,7 +188,9 @@ class Store:
     def _queue_commands(self, index: int) -> list[Any]:
         return self._recorded(lambda pipe: self._queue_in(pipe, index))
 
-    def request_computations(self, group: list[Queueing], admit: bool = True, announce: Sequence[int] = ()) -> Queued:
+    def request_computations(
+        self, group: list[Queueing], admit: bool = True, announce: ListsChange | None = None
+    ) -> Queued:
         """Queue each of `group` unless it is pending or computed already, in one round trip.
 
         Check and enqueue are one Lua script (queue_index.lua), so two API
@@ -188,7 +213,7 @@ class Store:
                     replace(q, commands=q.context.run(self._queue_commands, q.index))
                     for q in (group[at] for at in unprepared)
                 ]
-                again_outcomes, again_raws = self._queue_group(again, admit, ())
+                again_outcomes, again_raws = self._queue_group(again, admit, None)
                 for at, outcome in zip(unprepared, again_outcomes, strict=True):
                     outcomes[at] = outcome
                 raws |= again_raws
@@ -197,10 +222,10 @@ class Store:
             if not isinstance(answer, OverCapacity):
                 self._remember_settled(queueing.index)
         statuses = {index: _public(index, raw) or contract.public_status(index, {}) for index, raw in raws.items()}
-        return Queued(answers, statuses)
+        return Queued(answers, statuses, {index: raw.get(b"job", b"").decode() for index, raw in raws.items()})
 
     def _queue_group(
-        self, group: list[Queueing], admit: bool, announce: Sequence[int]
+        self, group: list[Queueing], admit: bool, announce: ListsChange | None
     ) -> tuple[list[bool | OverCapacity | None], dict[int, dict[bytes, bytes]]]:
         """One run of queue_index.lua: for each of `group` as request_computations says, or None
         if it needed queueing but came without its commands; and each index's status hash after."""
@@ -208,7 +233,8 @@ class Store:
         keys = [self.queue.key, contract.VALUES_BYTES, contract.LISTS_CHANGES, *status_keys]
         marks, batch_enqueue = self._batch_of(group)
         args: list[Any] = [self.settings.admission_queue_max, self.settings.admission_memory_percent, int(admit)]
-        args += [BATCH_QUEUE_DEPTH if marks else 0, _joined(announce), contract.LISTS_CHANGES_MAXLEN]
+        owed = announce or ListsChange(())
+        args += [BATCH_QUEUE_DEPTH if marks else 0, _joined(owed.indexes), owed.timeline, contract.LISTS_CHANGES_MAXLEN]
         for queueing in group:
             if queueing.commands is None:
                 args.append(UNPREPARED)
@@ -262,7 +288,7 @@ class Store:
             return OverCapacity(reply.decode())
         return bool(reply)
 
-    def announce(self, indexes: Sequence[int]) -> None:
+    def announce(self, change: ListsChange) -> None:
         """After submissions are committed: tell every API process its lists changed.
 
         Only after the commit: a process that rebuilt a list before it would
@@ -274,7 +300,7 @@ class Store:
         try:
             self.redis.xadd(
                 contract.LISTS_CHANGES,
-                {"indexes": _joined(indexes)},
+                _lists_change_entry(change),
                 maxlen=contract.LISTS_CHANGES_MAXLEN,
                 approximate=True,
             )
@@ -283,7 +309,8 @@ class Store:
             # client submit again). Lists elsewhere catch up within
             # listcache.MAX_AGE_SECONDS.
             log.warning(
-                "submissions recorded, but Redis failed after", extra={"indexes": list(indexes), "error": str(exc)}
+                "submissions recorded, but Redis failed after",
+                extra={"indexes": list(change.indexes), "error": str(exc)},
             )
 
     def _queue_in(self, pipe: Pipeline, index: int) -> None:
@@ -452,6 +479,13 @@ def init_app(app: Flask, settings: Settings) -> Store:
 def _joined(indexes: Sequence[int]) -> str:
     """A lists-changes entry's `indexes` field: the distinct ones, comma-separated."""
     return ",".join(map(str, dict.fromkeys(indexes)))
+
+
+def _lists_change_entry(change: ListsChange) -> dict[Any, Any]:
+    entry = {"indexes": _joined(change.indexes)}
+    if change.timeline:
+        entry[contract.TIMELINE_FIELD] = change.timeline
+    return entry
 
 
 def _prepared(outcome: bool | OverCapacity | None) -> bool | OverCapacity:

@@ -24,14 +24,15 @@ that was never queued would show "Nothing yet!" for ever.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 from flask import Flask, current_app
 
-from . import metrics, tracing
+from . import metrics, timeline, tracing
 from .db import get_db
 from .groupcommit import GroupCommit
-from .store import OverCapacity, Queueing, get_store
+from .store import ListsChange, OverCapacity, Queueing, get_store
 
 
 class Accepted(NamedTuple):
@@ -44,7 +45,7 @@ class Submissions:
         self.app = app
         self.group_commit: GroupCommit[Queueing, Accepted] = GroupCommit(self._write)
         # Committed, lists-changes entry not appended yet: the next group's script appends it.
-        self._owed: list[int] = []
+        self._owed: ListsChange | None = None
 
     def submit(self, index: int) -> Accepted:
         """Queue and record one submission of `index`; OverCapacity if refused, as it was alone."""
@@ -57,11 +58,12 @@ class Submissions:
     def _write(self, group: list[Queueing]) -> list[Accepted | Exception]:
         store, database = get_store(), get_db()
         metrics.submission_group(len(group))
-        owed, self._owed = self._owed, []
+        owed, self._owed = self._owed, None
         try:
             with database.connection() as conn:
                 queued = store.request_computations(group, announce=owed)
-                owed = []
+                queued_at = time.time()
+                owed = None
                 accepted = [
                     queueing.index
                     for queueing, outcome in zip(group, queued.outcomes, strict=True)
@@ -75,10 +77,11 @@ class Submissions:
         if accepted:
             # Committed: this process's kept lists go at once (read your writes).
             self.app.extensions["fibstack.listcache"].invalidate()
+            change = ListsChange(accepted, timeline.stamps(group, queued, queued_at, time.time()))
             if self.group_commit.waiting():
-                self._owed = accepted  # the next write starts as this one returns
+                self._owed = change  # the next write starts as this one returns
             else:
-                store.announce(accepted)
+                store.announce(change)
         return [
             outcome if isinstance(outcome, OverCapacity) else Accepted(outcome, queued.statuses[queueing.index])
             for queueing, outcome in zip(group, queued.outcomes, strict=True)

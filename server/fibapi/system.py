@@ -4,25 +4,29 @@ Read from what exists already, so it costs the submit and list paths
 nothing: the readiness checks, and one pipeline of Redis reads (RQ's queue
 and worker registry, the events stream the workers append to, the
 lists-changes stream the API appends to after each commit, the refusals
-stream admission control appends to), then one more for the few workers
-and the oldest job. It reveals no secret, hostname or
-address: workers are counted, never named.
+stream admission control appends to, the API processes' heartbeats), then
+one more for the few workers, the oldest job and the events of the last few
+submissions (timeline.py). Each process makes it at most once a second
+(Kept). It reveals no secret, hostname or address: workers and API
+processes are counted, never named.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from . import contract
+from . import contract, timeline
 from .health import checks
 from .store import get_store
 
@@ -37,10 +41,45 @@ WINDOW_ENTRIES_MAX = 2000
 WORKERS_KEY = WORKERS_BY_QUEUE_KEY % contract.QUEUE_NAME
 
 
+# Each API process makes the answer at most once in this long, one request
+# at a time (the others wait for it and share it): however many pages, or
+# hostile clients, ask, each process reads Redis and Postgres for it at most
+# about once a second.
+KEEP_SECONDS = 1.0
+
+
+class Kept:
+    """The last answer and when it was made (time.monotonic())."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # gevent's under gunicorn: waiting requests yield
+        self._answer: dict[str, Any] = {}
+        self._made = -float("inf")
+
+    def get(self, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            if time.monotonic() - self._made >= KEEP_SECONDS:
+                self._answer = make()
+                self._made = time.monotonic()
+            return self._answer
+
+
 @bp.get("/system")
 def system() -> dict[str, Any]:
+    kept: Kept = current_app.extensions.setdefault("fibstack.system", Kept())
+    return kept.get(answer)
+
+
+def answer() -> dict[str, Any]:
     ready = checks()
-    pipeline: dict[str, Any] = {"queue": None, "workers": None, "rates": None, "refused": None}
+    pipeline: dict[str, Any] = {
+        "api": None,
+        "queue": None,
+        "workers": None,
+        "rates": None,
+        "refused": None,
+        "recent": None,
+    }
     if ready["redis"] == "ok":
         try:
             pipeline = snapshot(get_store().queue, time.time())
@@ -59,17 +98,22 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
     reads.xrevrange(contract.EVENTS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.REFUSALS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
-    depth, oldest, worker_keys, events, changes, refusals = reads.execute()
+    reads.xrevrange(contract.LISTS_CHANGES, count=contract.TIMELINE_MAX)  # idle or not: the last few
+    reads.zcount(contract.API_PROCESSES, now - contract.API_ALIVE_SECONDS, "+inf")
+    depth, oldest, worker_keys, events, changes, refusals, last_changes, api_processes = reads.execute()
+    shown = timeline.submissions(last_changes)
 
     prefix = Worker.redis_worker_namespace_prefix.encode()
     details = queue.connection.pipeline(transaction=False)
     for key in worker_keys:
         details.hget(key, "state")
         details.exists(contract.worker_alive_key(key.removeprefix(prefix).decode()))
+    details.xrange(contract.EVENTS_STREAM, min=timeline.events_since(shown), count=timeline.EVENTS_READ_MAX)
     if oldest is not None:
         details.hget(Job.key_for(oldest.decode()), "enqueued_at")
     answers = details.execute()
     states, alive = answers[0 : 2 * len(worker_keys) : 2], answers[1 : 2 * len(worker_keys) : 2]
+    computations = answers[2 * len(worker_keys)]
     enqueued_at = answers[-1] if oldest is not None else None
 
     computed = sum(1 for _, fields in events if _status(fields) in (contract.DONE, contract.FAILED))
@@ -79,6 +123,7 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
         reason = fields.get(b"reason", b"").decode()
         reasons[reason] = reasons.get(reason, 0) + 1
     return {
+        "api": {"processes": api_processes},
         "queue": {"depth": depth, "oldest_age_seconds": _age(enqueued_at, now)},
         "workers": {
             "alive": sum(1 for flag in alive if flag),
@@ -92,6 +137,7 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
         },
         # Admission control's refusals in the window, by why: "queue" or "memory".
         "refused": reasons,
+        "recent": timeline.drawn(shown, computations, now),
     }
 
 

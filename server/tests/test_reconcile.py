@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import gmpy2
 import psycopg
 import pytest
@@ -73,7 +75,7 @@ def test_an_index_resubmitted_as_its_last_job_is_cleaned_up_still_finishes(
     first_job = redis_client.hget(contract.status_key(7), "job").decode()
     # The worker runs the job: the value and "done" are written first...
     redis_client.lpop(f"rq:queue:{contract.QUEUE_NAME}")
-    results.store_done(redis_client, 7, "13", 0.01, 3600)
+    results.store_done(redis_client, first_job, results.Computed(7, "13", 0.01, time.time()), 3600)
     # ...then, before RQ deletes the finished job's hash, the value is dropped
     # and someone downloads it: a new job is queued.
     redis_client.delete(contract.decimal_key(7))

@@ -245,7 +245,7 @@ def test_each_group_is_announced_once_after_its_commit_the_next_group_carrying_i
     the_store = app.extensions["fibstack.store"]
     alone = []
     announce = the_store.announce
-    monkeypatch.setattr(the_store, "announce", lambda indexes: alone.append(list(indexes)) or announce(indexes))
+    monkeypatch.setattr(the_store, "announce", lambda change: alone.append(list(change.indexes)) or announce(change))
     first, _ = post_all(app, [{"index": 1}])
     assert held.writing.wait(10)
     later, answers = post_all(app, [{"index": index} for index in (2, 3, 4)])

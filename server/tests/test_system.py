@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
+import pytest
 from fibapi import contract, system
 from fibapi.config import Settings
+from fibapi.store import Store
+from flask import Flask
 from flask.testing import FlaskClient
+from queue_runner import drain
 from redis import Redis
 
-from stack.servers import free_port
+from stack.servers import RedisServer, free_port
 
 
 def get(client: FlaskClient) -> dict[str, object]:
@@ -24,6 +29,7 @@ def get(client: FlaskClient) -> dict[str, object]:
 def test_an_idle_system(client: FlaskClient) -> None:
     body = get(client)
     assert body["ready"] == {"postgres": "ok", "redis": "ok"}
+    assert body["api"] == {"processes": 0}  # no background loop under the test client
     assert body["queue"] == {"depth": 0, "oldest_age_seconds": None}
     assert body["workers"] == {"alive": 0, "busy": 0}
     assert body["rates"] == {
@@ -111,6 +117,64 @@ def test_while_redis_is_down_it_says_so_and_answers(services_env: dict[str, str]
         body = response.get_json()
         assert body["ready"]["postgres"] == "ok"
         assert body["ready"]["redis"].startswith("unavailable")
-        assert body["queue"] is body["workers"] is body["rates"] is body["refused"] is None
+        assert body["api"] is body["queue"] is body["workers"] is body["rates"] is body["refused"] is None
+        assert body["recent"] is None
     finally:
         app.extensions["fibstack.db"].close()
+
+
+def test_the_answer_is_kept_for_a_while_per_process(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "KEEP_SECONDS", 60.0)
+    before = get(client)
+    assert client.post("/api/values", json={"index": 41}).status_code == 202
+    assert get(client) == before  # kept: Redis was not read again
+    monkeypatch.setattr(system, "KEEP_SECONDS", 0.0)
+    assert get(client)["queue"] == {"depth": 1, "oldest_age_seconds": pytest.approx(0, abs=5)}
+
+
+def test_concurrent_requests_share_one_making_of_the_answer() -> None:
+    kept, made, release = system.Kept(), [], threading.Event()
+
+    def make() -> dict[str, object]:
+        made.append(1)
+        release.wait(5)
+        return {"made": len(made)}
+
+    answers: list[dict[str, object]] = []
+    threads = [threading.Thread(target=lambda: answers.append(kept.get(make))) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert answers == [{"made": 1}] * 5
+    assert made == [1]
+
+
+def test_the_answer_is_what_the_openapi_document_says(client: FlaskClient, redis_server: RedisServer) -> None:
+    from jsonschema import Draft202012Validator
+
+    client.post("/api/values", json={"index": 42})
+    drain(redis_server.port)
+    client.post("/api/values", json={"index": 42})
+    client.post("/api/values", json={"index": 43})
+    document = client.get("/api/openapi.json").get_json()
+    schema = {"$ref": "#/components/schemas/System", "components": document["components"]}
+    body = get(client)
+    assert [shown["outcome"] for shown in body["recent"]] == ["waiting", "computed before", "done"]
+    Draft202012Validator(schema).validate(body)
+
+
+def test_api_processes_are_counted_while_they_say_they_are_alive(
+    app: Flask, client: FlaskClient, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system, "KEEP_SECONDS", 0.0)
+    app.extensions["fibstack.store"].say_alive()
+    other = Store(app.extensions["fibstack.settings"])  # another replica's process
+    other.say_alive()
+    other.say_alive()
+    assert get(client)["api"] == {"processes": 2}
+    # One silent for longer than API_ALIVE_SECONDS is no longer counted.
+    redis_client.zadd(contract.API_PROCESSES, {other.process_id: time.time() - contract.API_ALIVE_SECONDS - 1})
+    assert get(client)["api"] == {"processes": 1}

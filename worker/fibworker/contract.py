@@ -126,6 +126,21 @@ RECOMPUTES: Final = f"{PREFIX}:recomputes"
 LISTS_CHANGES: Final = f"{PREFIX}:lists-changes"
 LISTS_CHANGES_MAXLEN: Final = 1000
 
+# The system page's timelines of the last few submissions (GET /api/system),
+# from stamps the services add to entries they append anyway: no submission
+# pays a write of its own for them. In a LISTS_CHANGES entry, field
+# TIMELINE_FIELD is JSON {"queued": ms, "committed": ms, "submissions":
+# [[index, accepted ms, state, job id], ...]} for the last TIMELINE_MAX
+# accepted submissions of its group; state is "queued" (queued now),
+# "pending" (queued by an earlier submission) or "done"/"failed" (computed
+# before); the job id is the job that computes it ("" if none). In an
+# EVENTS_STREAM entry of a computation that ended, beside "data": the job
+# that ran it and when the computation started and ended (EVENT_STAMPS).
+# Times are Unix milliseconds, each by the clock of the process stamping it.
+TIMELINE_FIELD: Final = "timeline"
+TIMELINE_MAX: Final = 8
+EVENT_STAMPS: Final = ("job", "started", "done")
+
 
 # Capped stream: one entry per piece of new work admission control refused
 # (field "reason": "queue" or "memory"), appended by the refusing script
@@ -133,6 +148,14 @@ LISTS_CHANGES_MAXLEN: Final = 1000
 # GET /api/system counts the recent ones.
 REFUSALS_STREAM: Final = f"{PREFIX}:refusals"
 REFUSALS_MAXLEN: Final = 1000
+
+
+# Sorted set: each API process (a random id, never a hostname), scored by
+# when it last said it was alive (Unix seconds), every
+# RECONCILE_INTERVAL_SECONDS from its background loop (reconcile.py).
+# GET /api/system counts those seen in the last API_ALIVE_SECONDS.
+API_PROCESSES: Final = f"{PREFIX}:api-processes"
+API_ALIVE_SECONDS: Final = 30
 
 
 def worker_alive_key(worker_name: str) -> str:
@@ -183,9 +206,15 @@ def failed_fields(error: str) -> dict[str, str]:
     return {name: "" for name in STATUS_FIELDS} | {"status": FAILED, "error": error[:500]}
 
 
-def event_entry(index: int, fields: Mapping[str, str]) -> dict[str, str]:
-    """The fields of one entry of EVENTS_STREAM: the public status as compact JSON."""
-    return {"data": json.dumps(public_status(index, fields), separators=(",", ":"))}
+def event_entry(
+    index: int, fields: Mapping[str, str], job_id: str = "", started: float = 0.0, ended: float = 0.0
+) -> dict[str, str]:
+    """The fields of one entry of EVENTS_STREAM: the public status as compact JSON, and
+    for a computation that ended, the job's id and when it started and `ended` (Unix seconds)."""
+    entry = {"data": json.dumps(public_status(index, fields), separators=(",", ":"))}
+    if job_id:
+        entry |= dict(zip(EVENT_STAMPS, (job_id, f"{started * 1000:.1f}", f"{ended * 1000:.1f}"), strict=True))
+    return entry
 
 
 def display_string(status: Mapping[str, Any]) -> str:

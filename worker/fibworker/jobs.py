@@ -21,13 +21,13 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _compute(index: int) -> tuple[str, float]:
-    """F(index) in decimal, and how long it took (ms), counted in the metrics."""
-    started = time.perf_counter()
+def _compute(index: int) -> results.Computed:
+    """F(index) in decimal, how long it took (counted in the metrics) and when it began."""
+    began, started = time.time(), time.perf_counter()
     decimal = fib.to_decimal(fib.fibonacci(index))
     seconds = time.perf_counter() - started
     metrics.computed(seconds, len(decimal))
-    return decimal, seconds * 1000
+    return results.Computed(index, decimal, seconds * 1000, began)
 
 
 def compute_fibonacci(index: int) -> None:
@@ -35,15 +35,16 @@ def compute_fibonacci(index: int) -> None:
     job = get_current_job()
     assert job is not None, "compute_fibonacci runs inside an RQ worker"
     with tracing.job_span("fibstack.compute", job.meta, **{"fibstack.index": index}):
-        decimal, compute_ms = _compute(index)
+        computed = _compute(index)
         # The result is stored here rather than as the RQ job result: RQ results are
         # pickled per job and expire with the job, and the API must read them by index.
-        dropped = results.store_done(job.connection, index, decimal, compute_ms, _settings().values_max_bytes)
+        dropped = results.store_done(job.connection, job.id, computed, _settings().values_max_bytes)
     if dropped:
         log.info(
             "values dropped to stay within VALUES_MAX_BYTES", extra={"indexes": dropped[:20], "count": len(dropped)}
         )
-    log.info("computed", extra={"index": index, "digits": len(decimal), "compute_ms": round(compute_ms, 3)})
+    digits, compute_ms = len(computed.decimal), round(computed.compute_ms, 3)
+    log.info("computed", extra={"index": index, "digits": digits, "compute_ms": compute_ms})
 
 
 # A batch stores its results this many at a time (one round trip each time),
@@ -57,17 +58,16 @@ def compute_batch(indexes: list[int]) -> None:
     job = get_current_job()
     assert job is not None, "compute_batch runs inside an RQ worker"
     mine = results.pending_for(job.connection, indexes, job.id)
-    computed: list[tuple[int, str, float]] = []
+    computed: list[results.Computed] = []
     size = 0
     for index in mine:
-        decimal, compute_ms = _compute(index)
-        computed.append((index, decimal, compute_ms))
-        size += len(decimal)
+        computed.append(_compute(index))
+        size += len(computed[-1].decimal)
         if len(computed) >= BATCH_STORE_COUNT or size >= BATCH_STORE_BYTES:
-            results.store_many_done(job.connection, computed, _settings().values_max_bytes)
+            results.store_many_done(job.connection, job.id, computed, _settings().values_max_bytes)
             computed, size = [], 0
     if computed:
-        results.store_many_done(job.connection, computed, _settings().values_max_bytes)
+        results.store_many_done(job.connection, job.id, computed, _settings().values_max_bytes)
     log.info("computed a batch", extra={"indexes": len(indexes), "computed": len(mine), "first": indexes[:1]})
 
 
@@ -79,7 +79,8 @@ def record_failure(job: Job, connection: Any, exc_type: type, exc_value: BaseExc
     # A batch: those of its indexes not computed yet failed with it.
     indexes = results.pending_for(connection, arg, job.id) if isinstance(arg, list) else [arg]
     error = f"{exc_type.__name__}: {exc_value}".strip().rstrip(":")
+    started = job.started_at.timestamp() if job.started_at else time.time()
     for index in indexes:
-        results.store_failed(connection, index, error)
+        results.store_failed(connection, index, error, job.id, started)
     metrics.JOBS.labels("failed").inc(len(indexes))
     log.error("job failed", extra={"indexes": indexes[:20], "count": len(indexes), "error": error})

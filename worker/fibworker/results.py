@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,21 @@ from redis.client import Pipeline
 from . import contract
 
 
-def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str]) -> None:
-    """Queue an event carrying the same object as GET /api/values/{n} (and telling the API its lists changed)."""
-    entry = _redis_mapping(contract.event_entry(index, fields))
+@dataclass(frozen=True, slots=True)
+class Computed:
+    index: int
+    decimal: str
+    compute_ms: float
+    started: float  # Unix seconds: when its computation began (the system page's "started")
+
+
+def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str], job_id: str, started: float) -> None:
+    """Queue an event carrying the same object as GET /api/values/{n} (and telling the API its lists changed).
+
+    Stamped with the job and when its computation started and ended, for the
+    system page's timelines (contract.EVENT_STAMPS): what this entry costs anyway.
+    """
+    entry = _redis_mapping(contract.event_entry(index, fields, job_id, started, time.time()))
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
 
@@ -32,24 +45,25 @@ VALUES_RESERVE_MIN_BYTES = 8 * 1024 * 1024
 VALUES_BYTES_WITHOUT_MAXMEMORY = 128 * 1024 * 1024
 
 
-def store_done(connection: Redis, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> list[int]:
+def store_done(connection: Redis, job_id: str, computed: Computed, values_max_bytes: int) -> list[int]:
     """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
-    return store_many_done(connection, [(index, decimal, compute_ms)], values_max_bytes)
+    return store_many_done(connection, job_id, [computed], values_max_bytes)
 
 
-def store_many_done(connection: Redis, computed: list[tuple[int, str, float]], values_max_bytes: int) -> list[int]:
-    """store_done for (index, decimal, compute_ms) each, in one transaction: one round trip for them all."""
+def store_many_done(connection: Redis, job_id: str, computed: list[Computed], values_max_bytes: int) -> list[int]:
+    """store_done for each of `computed` (all by the job `job_id`), in one transaction: one round trip for them all."""
     with connection.pipeline(transaction=True) as pipe:
         scripts = []  # where each values.lua reply will be among the transaction's replies
-        for index, decimal, compute_ms in computed:
+        for one in computed:
             scripts.append(len(pipe.command_stack))
-            _store_done_in(pipe, index, decimal, compute_ms, values_max_bytes)
+            _store_done_in(pipe, job_id, one, values_max_bytes)
         replies = pipe.execute()
     return [int(member) for position in scripts for member in replies[position]]
 
 
-def _store_done_in(pipe: Pipeline, index: int, decimal: str, compute_ms: float, values_max_bytes: int) -> None:
-    fields = contract.done_fields(decimal, compute_ms)
+def _store_done_in(pipe: Pipeline, job_id: str, computed: Computed, values_max_bytes: int) -> None:
+    index, decimal = computed.index, computed.decimal
+    fields = contract.done_fields(decimal, computed.compute_ms)
     keys = [contract.decimal_key(index), contract.VALUES_BY_USE, contract.VALUES_SIZES, contract.VALUES_BYTES]
     # The value goes in first: a reader that sees "done" can always stream it.
     # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
@@ -71,7 +85,7 @@ def _store_done_in(pipe: Pipeline, index: int, decimal: str, compute_ms: float, 
     # could vanish made every read of the list queue its index again.
     pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
     pipe.zrem(contract.PENDING_SINCE, str(index))
-    announce(pipe, index, fields)
+    announce(pipe, index, fields, job_id, computed.started)
 
 
 def pending_for(connection: Redis, indexes: list[int], job_id: str) -> list[int]:
@@ -84,13 +98,13 @@ def pending_for(connection: Redis, indexes: list[int], job_id: str) -> list[int]
     return [index for index, reply in zip(indexes, replies, strict=True) if reply == wanted]
 
 
-def store_failed(connection: Redis, index: int, error: str) -> None:
+def store_failed(connection: Redis, index: int, error: str, job_id: str, started: float) -> None:
     fields = contract.failed_fields(error)
     with connection.pipeline(transaction=True) as pipe:
         pipe.delete(contract.status_key(index))
         pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
         pipe.zrem(contract.PENDING_SINCE, str(index))
-        announce(pipe, index, fields)
+        announce(pipe, index, fields, job_id, started)
         pipe.execute()
 
 

@@ -1,0 +1,133 @@
+"""The last few submissions, each as the timeline of its stages (the system page).
+
+accepted (the API validated it), queued (the queueing script ran),
+committed (its row is in Postgres), started and done (the worker's
+computation), announced (the worker's event is in the stream every API
+process follows). Nothing is written for this alone: the API stamps the
+lists-changes entry it appends after each commit anyway, the worker the
+event it appends anyway (contract.TIMELINE_FIELD, contract.EVENT_STAMPS),
+and GET /api/system joins the two by job id.
+
+Each stamp is by the clock of the process that made it: the API's for
+accepted, queued and committed, the worker's for started and done, Redis's
+for announced (the event's id, in whole milliseconds). So each stage is
+shown no earlier than the one it must follow (AFTER): what a coarser or
+offset clock would put before it happened, at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import contract
+from .store import OverCapacity, Queued, Queueing
+
+# Stage names, in the order a new index normally passes them. The worker may
+# start before the commit (it takes the job as soon as it is queued): each
+# stage is given as the time since accepted, so the page shows what happened.
+STAGES = ("accepted", "queued", "committed", "started", "done", "announced")
+# The stage each one cannot happen before (the commit and the computation
+# both follow the queueing, in either order).
+AFTER = {"queued": "accepted", "committed": "queued", "started": "queued", "done": "started", "announced": "done"}
+# Events read to find the shown submissions' computations, at most; past it
+# (a deep queue) a stage not found yet is shown as not reached.
+EVENTS_READ_MAX = 2000
+# Events are read from this long before the oldest shown submission, so a
+# worker or Redis whose clock runs behind the API's is not missed.
+CLOCK_MARGIN_MS = 5000
+
+
+def stamps(group: list[Queueing], queued: Queued, queued_at: float, committed_at: float) -> str:
+    """The lists-changes entry's timeline field for a committed group (contract.TIMELINE_FIELD)."""
+    submissions = [
+        [q.index, _ms(q.accepted), "queued" if outcome else queued.statuses[q.index]["status"], queued.jobs[q.index]]
+        for q, outcome in zip(group, queued.outcomes, strict=True)
+        if not isinstance(outcome, OverCapacity)
+    ]
+    entry = {
+        "queued": _ms(queued_at),
+        "committed": _ms(committed_at),
+        "submissions": submissions[-contract.TIMELINE_MAX :],
+    }
+    return json.dumps(entry, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    index: int
+    accepted: float  # Unix ms, as every stamp here
+    queued: float
+    committed: float
+    state: str  # when it was queued: "queued" now, or "pending", "done", "failed" already
+    job: str
+
+
+def submissions(changes: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[Submission]:
+    """The newest contract.TIMELINE_MAX submissions stamped in lists-changes entries (newest first)."""
+    found: list[Submission] = []
+    for _, fields in changes:
+        try:
+            entry = json.loads(fields[contract.TIMELINE_FIELD.encode()])
+            group = [
+                Submission(int(index), float(accepted), float(entry["queued"]), float(entry["committed"]), state, job)
+                for index, accepted, state, job in entry["submissions"]
+            ]
+        except (KeyError, ValueError, TypeError):
+            continue  # unstamped (a group whose stamps could not be made) or not ours
+        found += reversed(group)
+        if len(found) >= contract.TIMELINE_MAX:
+            break
+    return found[: contract.TIMELINE_MAX]
+
+
+def events_since(shown: list[Submission]) -> str:
+    """Where to start reading the events stream for `shown`'s computations (an XRANGE min)."""
+    return f"{int(min(s.accepted for s in shown) - CLOCK_MARGIN_MS)}-0" if shown else "+"
+
+
+def drawn(
+    shown: list[Submission], events: Iterable[tuple[bytes, dict[bytes, bytes]]], now: float
+) -> list[dict[str, Any]]:
+    """Each of `shown` as GET /api/system gives it, its stages joined with the events of its job."""
+    wanted = {s.job.encode() for s in shown if s.job and s.state in ("queued", contract.PENDING)}
+    computed: dict[tuple[str, int], tuple[str | None, float, float, float]] = {}
+    for entry_id, fields in events:
+        job = fields.get(b"job")
+        if job not in wanted:
+            continue
+        try:
+            status = json.loads(fields[b"data"])
+            key = (job.decode(), int(status["index"]))
+            announced = float(entry_id.split(b"-")[0])
+            computed.setdefault(key, (status["status"], float(fields[b"started"]), float(fields[b"done"]), announced))
+        except (KeyError, ValueError, TypeError):
+            continue
+    return [_drawn(s, computed.get((s.job, s.index)), now) for s in shown]
+
+
+def _drawn(s: Submission, computed: tuple[str | None, float, float, float] | None, now: float) -> dict[str, Any]:
+    at = {"accepted": s.accepted, "queued": s.queued, "committed": s.committed}
+    if computed is not None:
+        outcome, at["started"], at["done"], at["announced"] = computed
+    elif s.state in (contract.DONE, contract.FAILED):
+        outcome = "computed before"
+    else:
+        outcome = "waiting"
+    # Milliseconds since accepted, or None for a stage it has not reached (or never will).
+    stages: dict[str, float | None] = {"accepted": 0.0}
+    for name in STAGES[1:]:
+        before = stages[AFTER[name]]
+        stages[name] = round(max(before, at[name] - s.accepted), 1) if name in at and before is not None else None
+    return {
+        "index": s.index,
+        "age_seconds": round(max(0.0, now - s.accepted / 1000), 1),
+        "outcome": outcome,
+        "stages": stages,
+    }
+
+
+def _ms(unix_seconds: float) -> float:
+    return round(unix_seconds * 1000, 1)
