@@ -46,7 +46,7 @@ done
 curl -fsS -o /dev/null "$base/api/readyz" || { echo "e2e: the stack is not ready; see $log" >&2; exit 1; }
 
 # What a hostile client tries, against this stack's router (tests/support/hostile.py).
-.venv/bin/python tests/support/hostile.py "$base" submit-spellings other-spellings slow-clients \
+.venv/bin/python tests/support/hostile.py "$base" submit-spellings other-spellings slow-clients system-flood \
     || { echo "e2e: the hostile-client checks failed; the stack's log is in $log" >&2; exit 1; }
 
 cd client

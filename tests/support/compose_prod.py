@@ -223,7 +223,7 @@ def main() -> int:
         check_database_role()
         check_lockdown()
         check_job_injection()
-        hostile("submit-spellings", "other-spellings", "slow-clients")
+        hostile("submit-spellings", "other-spellings", "slow-clients", "system-flood")
         hostile_checks.check_caps_while_another_is_served(BASE, other_client_inside)
         check_restart_with_streams_open()
     except Exception:

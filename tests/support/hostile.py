@@ -242,6 +242,31 @@ def check_caps_while_another_is_served(base: str, other_client: Callable[[], Non
         print(f"hostile: one client at its cap ({hold.removeprefix('hold-')}: {cap}), another served", flush=True)
 
 
+def check_system_page_flood_is_one_read_a_second(base: str, requests: int = 400, threads: int = 16) -> None:
+    """Many GET /api/system at once: each API process makes its answer about once a second, and a
+    submission meanwhile is still accepted."""
+    import requests as http  # only this check needs more than sockets
+
+    def one(_: int) -> tuple[int, str]:
+        answer = http.get(f"{base}/api/system", timeout=10)
+        return answer.status_code, answer.text
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        flood = pool.map(one, range(requests))
+        submitted = http.post(f"{base}/api/values", json={"index": 77}, timeout=10)
+        answers = list(flood)
+    seconds = time.monotonic() - started
+    assert submitted.status_code == 202, f"a submission during the flood was answered {submitted.status_code}"
+    codes = {code for code, _ in answers}
+    assert codes <= {200, 429}, f"GET /api/system answered {codes}"
+    bodies = {body for code, body in answers if code == 200}
+    processes = max([1] + [json.loads(body)["api"]["processes"] or 1 for body in bodies if json.loads(body)["api"]])
+    made = len(bodies)
+    assert made <= (seconds + 2) * processes, f"{made} answers made in {seconds:.1f} s by {processes} processes"
+    print(f"hostile: {requests} GET /api/system in {seconds:.1f} s, {made} made", flush=True)
+
+
 def _serve_forever() -> None:
     """Hold what was opened until stdin closes (the container checks run a holder, then another client)."""
     sys.stdin.read()
@@ -252,6 +277,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "other-spellings": check_other_spellings_never_submit,
     "slow-clients": check_slow_clients_are_cut_off,
     "other-client": check_other_clients_keep_working,
+    "system-flood": check_system_page_flood_is_one_read_a_second,
 }
 
 

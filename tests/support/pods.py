@@ -333,8 +333,8 @@ def main() -> int:
         say("the browser test passes through the router")
 
         # What a hostile client tries, against the pods' router: from this machine, and from inside.
-        subprocess.run([sys.executable, str(HOSTILE), base, "submit-spellings", "other-spellings", "slow-clients"],
-                       check=True, timeout=300)  # fmt: skip
+        checks = ["submit-spellings", "other-spellings", "slow-clients", "system-flood"]
+        subprocess.run([sys.executable, str(HOSTILE), base, *checks], check=True, timeout=300)
         hostile.check_caps_while_another_is_served(base, lambda: other_client_inside(pods["api"]))
 
         say("memory, peak against limit (for sizing requests and limits):")
