@@ -30,7 +30,7 @@ def client_nginx(tmp_path: Path) -> Iterator[str]:
 
 def test_deep_links_get_the_app(client_nginx: str) -> None:
     index = requests.get(f"{client_nginx}/", timeout=5)
-    for path in ("/otherpage", "/some/client/route"):
+    for path in ("/system", "/otherpage", "/some/client/route"):
         response = requests.get(f"{client_nginx}{path}", timeout=5)
         assert response.status_code == 200
         assert response.text == index.text
@@ -38,7 +38,7 @@ def test_deep_links_get_the_app(client_nginx: str) -> None:
 
 
 def test_index_html_is_never_cached(client_nginx: str) -> None:
-    for path in ("/", "/index.html", "/otherpage"):
+    for path in ("/", "/index.html", "/system"):
         assert requests.get(f"{client_nginx}{path}", timeout=5).headers["Cache-Control"] == "no-cache"
 
 

@@ -145,12 +145,85 @@ describe("the Fib Calculator in a browser", () => {
     expect(shown).toBe(fibonacci(Number(index)).toString());
   });
 
-  it("serves the other page from its own address, also on reload", async () => {
+  it("shows the system live: each service, and a submission's timeline to the end", async () => {
+    // The course's old address arrives at the system page, and it survives a reload.
     const page = await openPage(`${BASE}/otherpage`);
-    await page.getByRole("heading", { name: "I'm some other page" }).waitFor();
+    await page.getByRole("heading", { name: "The system, live" }).waitFor({ timeout: TIMEOUT });
+    expect(new URL(page.url()).pathname).toBe("/system");
     await page.reload();
-    await page.getByRole("heading", { name: "I'm some other page" }).waitFor();
-    await page.getByRole("link", { name: "Home", exact: true }).click();
-    await page.getByLabel("Enter your index:").waitFor();
+    await page.getByRole("heading", { name: "The system, live" }).waitFor({ timeout: TIMEOUT });
+    await page.getByText("Live.", { exact: true }).waitFor({ timeout: TIMEOUT });
+    const box = (name: string) => page.getByRole("heading", { name, level: 4, exact: true }).locator("xpath=ancestor::li[1]");
+    for (const name of ["Postgres", "Redis"]) {
+      expect(await box(name).locator(".service__health").textContent()).toBe("up");
+    }
+    await expect.poll(() => box("Workers").locator("dd").first().textContent(), { timeout: TIMEOUT }).not.toBe("0");
+
+    // Submitted in another page: its timeline appears here, live, every stage reached.
+    const calculator = await context.newPage();
+    watch(calculator);
+    await calculator.goto(BASE);
+    await calculator.getByText("Live: results appear").waitFor({ timeout: TIMEOUT });
+    const index = String(2000 + Math.floor(Math.random() * 5000));
+    await submit(calculator, index);
+    const item = page.locator(".timeline", { hasText: `F(${index}) done` });
+    await item.waitFor({ timeout: TIMEOUT });
+    for (const stage of ["accepted", "queued", "committed", "started", "done", "announced"]) {
+      expect(await item.locator(`.stage[data-stage="${stage}"]`).getAttribute("data-reached")).toBe("true");
+    }
+    expect(await item.textContent()).toMatch(/announced \+[\d.]+ m?s after done/);
+
+    // Keyboard: the one control is reached with Tab and works with Enter.
+    const pause = page.getByRole("button", { name: "Pause live updates" });
+    for (let step = 0; step < 10 && !(await pause.evaluate((button) => button === document.activeElement)); step += 1) {
+      await page.keyboard.press("Tab");
+    }
+    await page.keyboard.press("Enter");
+    expect(await page.getByRole("button", { name: "Resume live updates" }).getAttribute("aria-pressed")).toBe("true");
+
+    // Every text at least 4.5:1 against what is behind it (WCAG AA for body text).
+    const poor = await page.evaluate(lowContrastTexts, ".system-page");
+    expect(poor, "texts below 4.5:1 contrast").toEqual([]);
+
+    await page.setViewportSize({ width: 1000, height: 900 });
+    await page.screenshot({ path: path.join(ARTIFACTS, "system-desktop.png"), fullPage: true });
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth), "no sideways scroll on a phone").toBeLessThanOrEqual(390);
+    // One arrow down between each two services, drawn in the gap below a box, never inside it.
+    const arrows = await page.locator(".service").evaluateAll((boxes) =>
+      boxes.map((box) => {
+        const arrow = getComputedStyle(box, "::after");
+        return arrow.content === "none" ? "none" : `${arrow.content} ${arrow.position}`;
+      }),
+    );
+    expect(arrows).toEqual([...Array(5).fill('"↓" / "" absolute'), "none"]);
+    await page.screenshot({ path: path.join(ARTIFACTS, "system-phone.png"), fullPage: true });
+    console.log(`system page screenshots: ${path.join(ARTIFACTS, "system-desktop.png")}, system-phone.png`);
   });
 });
+
+/** In the page: each element under `root` with text of its own whose contrast is below 4.5:1. */
+function lowContrastTexts(root: string): string[] {
+  const channel = (value: number) => {
+    const c = value / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const rgb = (color: string) => (color.match(/[\d.]+/g) ?? []).map(Number);
+  const luminance = ([r, g, b]: number[]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const background = (element: Element | null): number[] => {
+    for (let at = element; at; at = at.parentElement) {
+      const [r, g, b, a = 1] = rgb(getComputedStyle(at).backgroundColor);
+      if (a > 0) return [r, g, b];
+    }
+    return [255, 255, 255];
+  };
+  const poor: string[] = [];
+  for (const element of document.querySelectorAll(`${root} *`)) {
+    const ownText = Array.from(element.childNodes).some((node) => node.nodeType === 3 && node.textContent?.trim());
+    if (!ownText) continue;
+    const [fore, back] = [luminance(rgb(getComputedStyle(element).color)), luminance(background(element))];
+    const ratio = (Math.max(fore, back) + 0.05) / (Math.min(fore, back) + 0.05);
+    if (ratio < 4.5) poor.push(`${element.textContent?.trim().slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return poor;
+}

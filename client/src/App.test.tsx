@@ -14,7 +14,7 @@ describe("the Fib Calculator page", () => {
 
     expect(screen.getByRole("heading", { name: "Fib Calculator" })).toBeInTheDocument();
     expect(screen.getByRole("link", { name: "Home" })).toHaveAttribute("href", "/");
-    expect(screen.getByRole("link", { name: "Other Page" })).toHaveAttribute("href", "/otherpage");
+    expect(screen.getByRole("link", { name: "System" })).toHaveAttribute("href", "/system");
     expect(screen.getByLabelText("Enter your index:")).toBeInTheDocument();
     expect(await screen.findByText("10, 7, 10")).toBeInTheDocument();
     const values = screen.getByRole("list");
@@ -53,17 +53,18 @@ describe("the Fib Calculator page", () => {
 });
 
 describe("routing", () => {
-  it("goes to the other page and back without a reload", async () => {
+  it("goes to the system page and back without a reload", async () => {
     const { user } = renderApp();
-    await user.click(screen.getByRole("link", { name: "Other Page" }));
-    expect(screen.getByRole("heading", { name: "I'm some other page" })).toBeInTheDocument();
+    await user.click(screen.getByRole("link", { name: "System" }));
+    expect(screen.getByRole("heading", { name: "The system, live" })).toBeInTheDocument();
     await user.click(screen.getByRole("link", { name: "Home" }));
     expect(screen.getByLabelText("Enter your index:")).toBeInTheDocument();
   });
 
-  it("opens the other page from its own address", () => {
+  it("opens the system page from its own address, and from the course's old one", () => {
     renderApp("/otherpage");
-    expect(screen.getByRole("heading", { name: "I'm some other page" })).toBeInTheDocument();
+    expect(screen.getByRole("heading", { name: "The system, live" })).toBeInTheDocument();
+    expect(screen.getByRole("link", { name: "System" })).toHaveAttribute("aria-current", "page");
   });
 
   it("says so for an unknown address", () => {

@@ -1,7 +1,7 @@
-import { NavLink, Route, Routes } from "react-router";
+import { Navigate, NavLink, Route, Routes } from "react-router";
 import { FibPage } from "./pages/FibPage";
 import { NotFound } from "./pages/NotFound";
-import { OtherPage } from "./pages/OtherPage";
+import { SystemPage } from "./pages/SystemPage";
 
 export function App() {
   return (
@@ -12,13 +12,15 @@ export function App() {
           <NavLink to="/" end>
             Home
           </NavLink>
-          <NavLink to="/otherpage">Other Page</NavLink>
+          <NavLink to="/system">System</NavLink>
         </nav>
       </header>
       <main>
         <Routes>
           <Route path="/" element={<FibPage />} />
-          <Route path="/otherpage" element={<OtherPage />} />
+          <Route path="/system" element={<SystemPage />} />
+          {/* The course's placeholder page became the system page; old links still arrive. */}
+          <Route path="/otherpage" element={<Navigate to="/system" replace />} />
           <Route path="*" element={<NotFound />} />
         </Routes>
       </main>

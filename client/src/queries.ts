@@ -42,6 +42,6 @@ export function placeFirst(list: Status[] | undefined, submitted: Status): Statu
 // second, so more often would only be asked again.
 export const SYSTEM_REFRESH_MS = 2000;
 
-export function useSystem() {
-  return useQuery({ queryKey: keys.system, queryFn: api.system, refetchInterval: SYSTEM_REFRESH_MS });
+export function useSystem(paused = false) {
+  return useQuery({ queryKey: keys.system, queryFn: api.system, refetchInterval: paused ? false : SYSTEM_REFRESH_MS });
 }
