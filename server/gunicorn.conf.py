@@ -112,23 +112,28 @@ def raise_open_files_limit(server: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     """Background work of a serving process, started once its app is loaded.
 
-    The reconcile loop (fibapi/reconcile.py) runs here rather than in
-    create_app, so the flask CLI and tests build apps without it.
+    The reconcile loop (fibapi/reconcile.py) and the alive beat
+    (fibapi/presence.py) run here rather than in create_app, so the flask
+    CLI and tests build apps without them.
     """
-    from fibapi import reconcile
+    from fibapi import presence, reconcile
 
     app = worker.wsgi
+    presence.start_background(app.extensions["fibstack.store"])
     interval = app.extensions["fibstack.settings"].reconcile_interval_seconds
     if interval > 0:
         reconcile.start_background(app, interval)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Close the Postgres pool while the process can still do so cleanly.
+    """Stop being counted among the API processes; close the Postgres pool while the process can do so cleanly.
 
     Left to the interpreter's exit, the pool's finaliser runs after gevent's
     hub is gone and prints a traceback ("greenlet is being finalized").
     """
     app = getattr(worker, "wsgi", None)  # absent if the worker failed to load the app
     if app is not None:
+        from fibapi import presence
+
+        presence.say_gone(app.extensions["fibstack.store"])
         app.extensions["fibstack.db"].close()

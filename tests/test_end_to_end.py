@@ -7,11 +7,12 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gmpy2
 import pytest
 import requests
-from processes import API, start_worker
+from processes import API, start_worker, wait_until
 from redis import Redis
 from sse import events, open_stream, wait_for
 
@@ -293,3 +294,47 @@ def test_a_busy_keep_alive_connection_does_not_hold_up_the_others(stack: API) ->
             while chunk := busy.recv(1 << 20):
                 answered_first += chunk
         assert answered_first.count(b"HTTP/1.1 200") < 500
+
+
+def test_the_system_counts_every_replica_and_worker_and_draws_submissions_through_each(
+    services_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two API replicas of two processes each, two workers: what GET /api/system says, from either replica."""
+    # RECONCILE_INTERVAL_SECONDS is 0 here: being counted must not depend on it.
+    replicas = [API(services_env, tmp_path / f"api-{n}.log", workers=2) for n in (1, 2)]
+    workers = [start_worker(services_env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    try:
+
+        def system(replica: API) -> dict[str, Any]:
+            body: dict[str, Any] = requests.get(f"{replica.url}/api/system", timeout=5).json()
+            return body
+
+        wait_until(lambda: all(system(r)["api"] == {"processes": 4} for r in replicas), timeout=30, interval=0.5)
+        wait_until(lambda: system(replicas[0])["workers"]["alive"] == 2, timeout=30, interval=0.5)
+        stream = events(open_stream(replicas[1].url))
+        for replica, index in zip(replicas, (4321, 4322), strict=True):
+            assert post(replica, index).status_code == 202
+            wait_for(stream, index)
+
+        def drawn(replica: API) -> dict[int, dict[str, Any]]:
+            return {shown["index"]: shown for shown in system(replica)["recent"]}
+
+        for replica in replicas:
+            shown = wait_until(lambda r=replica: (d := drawn(r)) and {4321, 4322} <= d.keys() and d, interval=0.5)
+            for index in (4321, 4322):
+                assert shown[index]["outcome"] == "done"
+                assert None not in shown[index]["stages"].values(), shown[index]
+
+        # A worker stopped, then a replica scaled down: each count follows at once.
+        stopped = workers.pop()
+        stopped.send_signal(signal.SIGTERM)
+        stopped.wait(timeout=20)
+        wait_until(lambda: system(replicas[0])["workers"]["alive"] == 1, timeout=10, interval=0.5)
+        replicas.pop().stop()
+        wait_until(lambda: system(replicas[0])["api"] == {"processes": 2}, timeout=10, interval=0.5)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=20)
+        for replica in replicas:
+            replica.stop()

@@ -151,9 +151,10 @@ REFUSALS_MAXLEN: Final = 1000
 
 
 # Sorted set: each API process (a random id, never a hostname), scored by
-# when it last said it was alive (Unix seconds), every
-# RECONCILE_INTERVAL_SECONDS from its background loop (reconcile.py).
-# GET /api/system counts those seen in the last API_ALIVE_SECONDS.
+# when it last said it was alive (Unix seconds), three times in each
+# API_ALIVE_SECONDS (the API's presence.py); a process that exits cleanly
+# takes itself out. GET /api/system counts those seen in the last
+# API_ALIVE_SECONDS.
 API_PROCESSES: Final = f"{PREFIX}:api-processes"
 API_ALIVE_SECONDS: Final = 30
 

@@ -93,7 +93,6 @@ def start_background(app: Flask, interval: float) -> threading.Thread:
         store: Store = app.extensions["fibstack.store"]
         while True:
             try:
-                store.say_alive()
                 reconcile(db, store)
                 # Longer than any job may run (it is stopped then), plus RQ's own bookkeeping.
                 sweep_stuck(store, store.settings.job_timeout_seconds + 60)

@@ -142,7 +142,7 @@ class Store:
         )
         # JSON, never pickle: the worker refuses anything else (contract.JOB_SERIALIZER).
         self.queue = Queue(contract.QUEUE_NAME, connection=self.redis, serializer=JSONSerializer)
-        self.process_id = secrets.token_hex(4)  # how this process is counted (say_alive): never its host's name
+        self.process_id = secrets.token_hex(4)  # how this process is counted (presence.py): never its host's name
         self._queue_index = self.redis.register_script(QUEUE_INDEX)
         self._recompute = self.redis.register_script(RECOMPUTE)
         self._settled: dict[int, None] = {}  # SETTLED_HINTS_MAX; insertion order: the oldest first
@@ -156,14 +156,6 @@ class Store:
             socket_timeout=0.5,
             retry=Retry(NoBackoff(), 0),
         )
-
-    def say_alive(self) -> None:
-        """Counted among the API processes alive (contract.API_PROCESSES), the long gone forgotten."""
-        now = time.time()
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(contract.API_PROCESSES, {self.process_id: now})
-            pipe.zremrangebyscore(contract.API_PROCESSES, "-inf", now - 10 * contract.API_ALIVE_SECONDS)
-            pipe.execute()
 
     def ping(self) -> None:
         """Raise unless Redis answers within half a second."""

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from fibapi import contract, system
+from fibapi import contract, presence, system
 from fibapi.config import Settings
 from fibapi.store import Store
 from flask import Flask
@@ -170,11 +170,14 @@ def test_api_processes_are_counted_while_they_say_they_are_alive(
     app: Flask, client: FlaskClient, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(system, "KEEP_SECONDS", 0.0)
-    app.extensions["fibstack.store"].say_alive()
+    presence.say_alive(app.extensions["fibstack.store"])
     other = Store(app.extensions["fibstack.settings"])  # another replica's process
-    other.say_alive()
-    other.say_alive()
+    presence.say_alive(other)
+    presence.say_alive(other)
     assert get(client)["api"] == {"processes": 2}
     # One silent for longer than API_ALIVE_SECONDS is no longer counted.
     redis_client.zadd(contract.API_PROCESSES, {other.process_id: time.time() - contract.API_ALIVE_SECONDS - 1})
     assert get(client)["api"] == {"processes": 1}
+    # One that said it is gone, at once.
+    presence.say_gone(app.extensions["fibstack.store"])
+    assert get(client)["api"] == {"processes": 0}
