@@ -13,7 +13,6 @@ processes are counted, never named.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -34,11 +33,13 @@ bp = Blueprint("system", __name__, url_prefix="/api")
 
 # Rates are over the last this many seconds.
 WINDOW_SECONDS = 10
-# At most this many stream entries are read for a rate, so a burst costs a
-# bounded read: past it the rate says "at least" (rate_capped).
+# At most this many entries are read from a stream, so a burst costs a
+# bounded read: past it the rate says "at least" (rate_capped), and a shown
+# submission's computation not among them is drawn as not reached yet.
 WINDOW_ENTRIES_MAX = 2000
 # RQ's registry of the queue's workers (a set of their keys), named as RQ names it.
 WORKERS_KEY = WORKERS_BY_QUEUE_KEY % contract.QUEUE_NAME
+JOB_STAMP = contract.EVENT_STAMPS[0].encode()  # "job"
 
 
 # Each API process makes the answer at most once in this long, one request
@@ -90,17 +91,17 @@ def answer() -> dict[str, Any]:
 
 def snapshot(queue: Queue, now: float) -> dict[str, Any]:
     """The queue, its workers and the rates, as Redis has them at `now` (Unix seconds)."""
-    since = f"{int((now - WINDOW_SECONDS) * 1000)}-0"
+    window_start = int((now - WINDOW_SECONDS) * 1000)  # Unix ms, as stream ids
+    since = f"{window_start}-0"
     reads = queue.connection.pipeline(transaction=False)
     reads.llen(queue.key)
     reads.lindex(queue.key, 0)  # RQ appends on the right and takes from the left: the oldest
     reads.smembers(WORKERS_KEY)
-    reads.xrevrange(contract.EVENTS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.REFUSALS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, count=contract.TIMELINE_MAX)  # idle or not: the last few
     reads.zcount(contract.API_PROCESSES, now - contract.API_ALIVE_SECONDS, "+inf")
-    depth, oldest, worker_keys, events, changes, refusals, last_changes, api_processes = reads.execute()
+    depth, oldest, worker_keys, changes, refusals, last_changes, api_processes = reads.execute()
     shown = timeline.submissions(last_changes)
 
     prefix = Worker.redis_worker_namespace_prefix.encode()
@@ -108,15 +109,22 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
     for key in worker_keys:
         details.hget(key, "state")
         details.exists(contract.worker_alive_key(key.removeprefix(prefix).decode()))
-    details.xrange(contract.EVENTS_STREAM, min=timeline.events_since(shown), count=timeline.EVENTS_READ_MAX)
+    # One read of the events, newest first, for both the window's computations and the shown
+    # submissions' (the newest submissions: their computations are among the newest events).
+    events_from = min(window_start, timeline.events_from(shown, otherwise=window_start))
+    details.xrevrange(contract.EVENTS_STREAM, min=f"{events_from}-0", count=WINDOW_ENTRIES_MAX)
     if oldest is not None:
         details.hget(Job.key_for(oldest.decode()), "enqueued_at")
     answers = details.execute()
     states, alive = answers[0 : 2 * len(worker_keys) : 2], answers[1 : 2 * len(worker_keys) : 2]
-    computations = answers[2 * len(worker_keys)]
+    events = answers[2 * len(worker_keys)]
     enqueued_at = answers[-1] if oldest is not None else None
 
-    computed = sum(1 for _, fields in events if _status(fields) in (contract.DONE, contract.FAILED))
+    # A computation that ended is a worker's event, the only ones stamped with their job: counted
+    # without decoding a single status.
+    in_window = [fields for entry_id, fields in events if _entry_ms(entry_id) >= window_start]
+    computed = sum(1 for fields in in_window if JOB_STAMP in fields)
+    events_capped = len(events) >= WINDOW_ENTRIES_MAX and len(in_window) == len(events)
     submitted = sum(len(fields[b"indexes"].split(b",")) for _, fields in changes if fields.get(b"indexes"))
     reasons: dict[str, int] = {}
     for _, fields in refusals:
@@ -133,19 +141,17 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
             "submissions_per_second": round(submitted / WINDOW_SECONDS, 1),
             "computations_per_second": round(computed / WINDOW_SECONDS, 1),
             "refused_per_second": round(len(refusals) / WINDOW_SECONDS, 1),
-            "rate_capped": max(len(events), len(changes), len(refusals)) >= WINDOW_ENTRIES_MAX,
+            "rate_capped": events_capped or max(len(changes), len(refusals)) >= WINDOW_ENTRIES_MAX,
         },
         # Admission control's refusals in the window, by why: "queue" or "memory".
         "refused": reasons,
-        "recent": timeline.drawn(shown, computations, now),
+        "recent": timeline.drawn(shown, reversed(events), now),
     }
 
 
-def _status(fields: dict[bytes, bytes]) -> str | None:
-    try:
-        return str(json.loads(fields[b"data"])["status"])
-    except (KeyError, ValueError, TypeError):
-        return None
+def _entry_ms(entry_id: bytes) -> int:
+    """The Unix ms of a stream entry's id ("<ms>-<seq>")."""
+    return int(entry_id.split(b"-", 1)[0])
 
 
 def _age(enqueued_at: bytes | None, now: float) -> float | None:

@@ -32,9 +32,6 @@ STAGES = ("accepted", "queued", "committed", "started", "done", "announced")
 # The stage each one cannot happen before (the commit and the computation
 # both follow the queueing, in either order).
 AFTER = {"queued": "accepted", "committed": "queued", "started": "queued", "done": "started", "announced": "done"}
-# Events read to find the shown submissions' computations, at most; past it
-# (a deep queue) a stage not found yet is shown as not reached.
-EVENTS_READ_MAX = 2000
 # Events are read from this long before the oldest shown submission, so a
 # worker or Redis whose clock runs behind the API's is not missed.
 CLOCK_MARGIN_MS = 5000
@@ -42,16 +39,14 @@ CLOCK_MARGIN_MS = 5000
 
 def stamps(group: list[Queueing], queued: Queued, queued_at: float, committed_at: float) -> str:
     """The lists-changes entry's timeline field for a committed group (contract.TIMELINE_FIELD)."""
+    outcomes = zip(group, queued.outcomes, strict=True)
+    admitted = [(q, outcome) for q, outcome in outcomes if not isinstance(outcome, OverCapacity)]
+    # Only the last few are stamped: a big group costs no more than a small one.
     submissions = [
         [q.index, _ms(q.accepted), "queued" if outcome else queued.statuses[q.index]["status"], queued.jobs[q.index]]
-        for q, outcome in zip(group, queued.outcomes, strict=True)
-        if not isinstance(outcome, OverCapacity)
+        for q, outcome in admitted[-contract.TIMELINE_MAX :]
     ]
-    entry = {
-        "queued": _ms(queued_at),
-        "committed": _ms(committed_at),
-        "submissions": submissions[-contract.TIMELINE_MAX :],
-    }
+    entry = {"queued": _ms(queued_at), "committed": _ms(committed_at), "submissions": submissions}
     return json.dumps(entry, separators=(",", ":"))
 
 
@@ -83,16 +78,26 @@ def submissions(changes: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[Sub
     return found[: contract.TIMELINE_MAX]
 
 
-def events_since(shown: list[Submission]) -> str:
-    """Where to start reading the events stream for `shown`'s computations (an XRANGE min)."""
-    return f"{int(min(s.accepted for s in shown) - CLOCK_MARGIN_MS)}-0" if shown else "+"
+def computed_by_a_job(submission: Submission) -> bool:
+    """Whether a computation of `submission`'s may be in the events: its index was queued, by it or before it."""
+    return bool(submission.job) and submission.state in ("queued", contract.PENDING)
+
+
+def events_from(shown: list[Submission], otherwise: int) -> int:
+    """Where to start reading the events stream for `shown`'s computations, in Unix ms (`otherwise` if none).
+
+    Only those computed by a job count: a burst of events after submissions
+    of indexes computed before is not read for them.
+    """
+    sought = [s.accepted for s in shown if computed_by_a_job(s)]
+    return int(min(sought) - CLOCK_MARGIN_MS) if sought else otherwise
 
 
 def drawn(
     shown: list[Submission], events: Iterable[tuple[bytes, dict[bytes, bytes]]], now: float
 ) -> list[dict[str, Any]]:
     """Each of `shown` as GET /api/system gives it, its stages joined with the events of its job."""
-    wanted = {s.job.encode() for s in shown if s.job and s.state in ("queued", contract.PENDING)}
+    wanted = {s.job.encode() for s in shown if computed_by_a_job(s)}
     computed: dict[tuple[str, int], tuple[str | None, float, float, float]] = {}
     for entry_id, fields in events:
         job = fields.get(b"job")

@@ -86,16 +86,36 @@ def test_workers_are_counted_alive_and_busy_by_their_liveness_key(client: FlaskC
     assert "w-busy" not in json.dumps(body)
 
 
+def worker_event(index: int, status: str) -> dict[str, str]:
+    """An event as the worker appends it when a computation ends: stamped with its job."""
+    now = time.time()
+    return contract.event_entry(index, {"status": status}, f"fib-{index}-0", now - 0.001, now)
+
+
 def test_computations_are_the_done_and_failed_events_of_the_window(client: FlaskClient, redis_client: Redis) -> None:
     # One from before the window, which does not count.
     old = int((time.time() - system.WINDOW_SECONDS - 5) * 1000)
-    redis_client.xadd(contract.EVENTS_STREAM, contract.event_entry(9, {"status": "done"}), id=f"{old}-0")
-    statuses = ({"status": "done"}, {"status": "done"}, {"status": "failed"}, {"status": "pending"})
-    for index, fields in enumerate(statuses):
-        redis_client.xadd(contract.EVENTS_STREAM, contract.event_entry(index, fields))
+    redis_client.xadd(contract.EVENTS_STREAM, worker_event(9, "done"), id=f"{old}-0")
+    for index, status in enumerate(("done", "done", "failed")):
+        redis_client.xadd(contract.EVENTS_STREAM, worker_event(index, status))
+    # The API's pending events are no computation.
+    redis_client.xadd(contract.EVENTS_STREAM, contract.event_entry(3, contract.pending_fields("fib-3-0")))
     rates = get(client)["rates"]
     assert isinstance(rates, dict)
     assert rates["computations_per_second"] == 3 / system.WINDOW_SECONDS
+    assert rates["rate_capped"] is False
+
+
+def test_a_burst_past_what_is_read_says_its_rate_is_at_least(
+    client: FlaskClient, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system, "WINDOW_ENTRIES_MAX", 5)
+    for index in range(8):
+        redis_client.xadd(contract.EVENTS_STREAM, worker_event(index, "done"))
+    rates = get(client)["rates"]
+    assert isinstance(rates, dict)
+    assert rates["computations_per_second"] == 5 / system.WINDOW_SECONDS
+    assert rates["rate_capped"] is True
 
 
 def test_it_reveals_no_secret_or_address(client: FlaskClient, settings: Settings, services_env: dict[str, str]) -> None:

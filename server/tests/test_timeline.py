@@ -78,6 +78,18 @@ def test_refused_submissions_are_not_drawn(client: FlaskClient) -> None:
     assert recent(client) == []
 
 
+def test_a_computation_is_found_after_a_burst_of_earlier_events(
+    client: FlaskClient, redis_server: RedisServer, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More events in the seconds before the submission than one read takes: its own are the newest.
+    monkeypatch.setattr(system, "WINDOW_ENTRIES_MAX", 5)
+    for index in range(20):
+        redis_client.xadd(contract.EVENTS_STREAM, contract.event_entry(index, {"status": "done"}, f"fib-{index}-0"))
+    client.post("/api/values", json={"index": 93})
+    drain(redis_server.port)
+    assert recent(client)[0]["outcome"] == contract.DONE
+
+
 def test_a_computation_is_joined_by_its_job_not_its_index() -> None:
     shown = [timeline.Submission(5, 1000.0, 1001.0, 1002.0, "queued", "fib-5-new")]
     other_job = contract.event_entry(5, {"status": "done"}, "fib-5-old", 1.0, 1.0005)
