@@ -33,6 +33,7 @@ import gmpy2  # noqa: E402
 import http_paths  # noqa: E402
 import redis_calls  # noqa: E402
 import requests  # noqa: E402
+import system_page  # noqa: E402
 import worker_jobs  # noqa: E402
 from fibapi.events import KEEPALIVE_SECONDS  # noqa: E402
 from fibworker import contract  # noqa: E402
@@ -252,7 +253,7 @@ def bench_http(env: dict[str, str], work: Path) -> None:
     print("\nGoal: no growth from one run to the next.\n")
 
 
-SECTIONS = ("compute", "redis", "http", "posts", "course", "metrics", "worker", "recovery", "e2e", "streams")
+SECTIONS = ("compute", "redis", "http", "posts", "system", "course", "metrics", "worker", "recovery", "e2e", "streams")
 
 
 def main() -> None:
@@ -271,6 +272,8 @@ def main() -> None:
         if "posts" in chosen and "http" not in chosen:  # http includes them
             with http_paths.running_stack(env, work) as stack:
                 http_paths.bench_posts(stack)
+        if "system" in chosen:
+            system_page.bench_system_page(env, work)
         if "course" in chosen:
             course.bench_course(env, postgres, work)
         if "metrics" in chosen:
