@@ -1,9 +1,10 @@
 """README.md and docs/: every command shown names what exists, and every link lands.
 
-The shell blocks are not run (most start stacks or reach clouds); what would
-go stale is ours: each make target, each script, each link and anchor. A
-command of another tool must be one this repo installs, or one of the
-platforms' own CLIs the documents say only the platform has.
+Those that can run here are run by test_docs_commands.py; the rest start
+stacks or reach clouds, and what would go stale of them is ours: each make
+target, each script, each link and anchor. A command of another tool must
+be one this repo installs, or one of the platforms' own CLIs the documents
+say only the platform has.
 """
 
 from __future__ import annotations
