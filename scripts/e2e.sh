@@ -7,15 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-base=http://localhost:${FIBSTACK_ROUTER_PORT:-3050}
-if curl -fsS -o /dev/null "$base/nginx-health" 2>/dev/null; then
-    echo "e2e: something already serves $base (a running make dev?); stop it first" >&2
-    exit 1
-fi
-
-# Every service but the router on a free port, so a `make dev` or a leftover
-# server elsewhere on the machine cannot get in the way.
+# Every service on a free port (the router too, unless FIBSTACK_ROUTER_PORT
+# says which), so a running `make dev` or another server on the machine
+# cannot get in the way.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export FIBSTACK_ROUTER_PORT=${FIBSTACK_ROUTER_PORT:-$(free_port)}
+base=http://localhost:$FIBSTACK_ROUTER_PORT
 export FIBSTACK_POSTGRES_PORT=$(free_port) FIBSTACK_REDIS_PORT=$(free_port)
 export FIBSTACK_API_PORT=$(free_port) FIBSTACK_CLIENT_PORT=$(free_port)
 export FIBSTACK_API_METRICS_PORT=$(free_port) FIBSTACK_WORKER_METRICS_PORT=$(free_port)
