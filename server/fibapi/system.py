@@ -39,7 +39,6 @@ WINDOW_SECONDS = 10
 WINDOW_ENTRIES_MAX = 2000
 # RQ's registry of the queue's workers (a set of their keys), named as RQ names it.
 WORKERS_KEY = WORKERS_BY_QUEUE_KEY % contract.QUEUE_NAME
-JOB_STAMP = contract.EVENT_STAMPS[0].encode()  # "job"
 
 
 # Each API process makes the answer at most once in this long, one request
@@ -111,7 +110,7 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
         details.exists(contract.worker_alive_key(key.removeprefix(prefix).decode()))
     # One read of the events, newest first, for both the window's computations and the shown
     # submissions' (the newest submissions: their computations are among the newest events).
-    events_from = min(window_start, timeline.events_from(shown, otherwise=window_start))
+    events_from = timeline.events_from(shown, window_start)
     details.xrevrange(contract.EVENTS_STREAM, min=f"{events_from}-0", count=WINDOW_ENTRIES_MAX)
     if oldest is not None:
         details.hget(Job.key_for(oldest.decode()), "enqueued_at")
@@ -122,8 +121,8 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
 
     # A computation that ended is a worker's event, the only ones stamped with their job: counted
     # without decoding a single status.
-    in_window = [fields for entry_id, fields in events if _entry_ms(entry_id) >= window_start]
-    computed = sum(1 for fields in in_window if JOB_STAMP in fields)
+    in_window = [fields for entry_id, fields in events if timeline.entry_ms(entry_id) >= window_start]
+    computed = sum(1 for fields in in_window if timeline.JOB_FIELD in fields)
     events_capped = len(events) >= WINDOW_ENTRIES_MAX and len(in_window) == len(events)
     submitted = sum(len(fields[b"indexes"].split(b",")) for _, fields in changes if fields.get(b"indexes"))
     reasons: dict[str, int] = {}
@@ -147,11 +146,6 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
         "refused": reasons,
         "recent": timeline.drawn(shown, reversed(events), now),
     }
-
-
-def _entry_ms(entry_id: bytes) -> int:
-    """The Unix ms of a stream entry's id ("<ms>-<seq>")."""
-    return int(entry_id.split(b"-", 1)[0])
 
 
 def _age(enqueued_at: bytes | None, now: float) -> float | None:

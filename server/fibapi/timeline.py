@@ -32,6 +32,8 @@ STAGES = ("accepted", "queued", "committed", "started", "done", "announced")
 # The stage each one cannot happen before (the commit and the computation
 # both follow the queueing, in either order).
 AFTER = {"queued": "accepted", "committed": "queued", "started": "queued", "done": "started", "announced": "done"}
+# The field only the worker's events carry, naming the job that ended (contract.EVENT_STAMPS).
+JOB_FIELD = contract.EVENT_STAMPS[0].encode()
 # Events are read from this long before the oldest shown submission, so a
 # worker or Redis whose clock runs behind the API's is not missed.
 CLOCK_MARGIN_MS = 5000
@@ -83,14 +85,19 @@ def computed_by_a_job(submission: Submission) -> bool:
     return bool(submission.job) and submission.state in ("queued", contract.PENDING)
 
 
-def events_from(shown: list[Submission], otherwise: int) -> int:
-    """Where to start reading the events stream for `shown`'s computations, in Unix ms (`otherwise` if none).
+def events_from(shown: list[Submission], window_start: int) -> int:
+    """Where to start reading the events stream (Unix ms): the window's start, or earlier for `shown`'s computations.
 
     Only those computed by a job count: a burst of events after submissions
     of indexes computed before is not read for them.
     """
     sought = [s.accepted for s in shown if computed_by_a_job(s)]
-    return int(min(sought) - CLOCK_MARGIN_MS) if sought else otherwise
+    return min(window_start, int(min(sought) - CLOCK_MARGIN_MS)) if sought else window_start
+
+
+def entry_ms(entry_id: bytes) -> int:
+    """The Unix ms of a stream entry's id ("<ms>-<seq>"): Redis's clock when it was appended."""
+    return int(entry_id.split(b"-", 1)[0])
 
 
 def drawn(
@@ -100,13 +107,13 @@ def drawn(
     wanted = {s.job.encode() for s in shown if computed_by_a_job(s)}
     computed: dict[tuple[str, int], tuple[str | None, float, float, float]] = {}
     for entry_id, fields in events:
-        job = fields.get(b"job")
+        job = fields.get(JOB_FIELD)
         if job not in wanted:
             continue
         try:
             status = json.loads(fields[b"data"])
             key = (job.decode(), int(status["index"]))
-            announced = float(entry_id.split(b"-")[0])
+            announced = float(entry_ms(entry_id))
             computed.setdefault(key, (status["status"], float(fields[b"started"]), float(fields[b"done"]), announced))
         except (KeyError, ValueError, TypeError):
             continue
