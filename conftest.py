@@ -48,7 +48,7 @@ def services_env(postgres: PostgresServer, redis_server: RedisServer) -> dict[st
         if not server.running:  # an outage test left it stopped after a failure
             server.start()
     with superuser_connection(postgres) as conn:
-        conn.execute("DROP TABLE IF EXISTS submissions, indexes")
+        conn.execute("DROP TABLE IF EXISTS submissions, indexes, schema_migrations")
     # As every deployment runs it before the API: the API's own role, and its tables.
     migrate_server(postgres)
     Redis(port=redis_server.port).flushall()

@@ -16,11 +16,12 @@ from flask import Flask, current_app
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
+from . import contract
 from .config import Settings
 
 
 class NotMigrated(Exception):
-    """Postgres answers, but the tables are not there: the migration step has not run."""
+    """Postgres answers, but without the tables (or columns) this version needs: the migration step has not run."""
 
 
 class Database:
@@ -69,21 +70,18 @@ class Database:
         try:
             with self.pool.connection() as conn:
                 yield conn
-        except psycopg.errors.UndefinedTable as exc:
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             raise NotMigrated(str(exc)) from None
 
     def ping(self, timeout: float = 0.5) -> None:
-        """Raise unless Postgres answers, with the tables in place, within about `timeout` seconds.
+        """Raise unless Postgres answers, migrated to contract.SCHEMA_VERSION, within about `timeout` seconds.
 
         Waits at most `timeout` for a pooled connection, then lets the server
         spend at most the same on the query; a server that does not answer at
         all is bounded by the caller's deadline (health.py).
         """
-        with self.pool.connection(timeout=timeout) as conn, conn.transaction():
-            conn.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-            row = conn.execute("SELECT to_regclass('indexes') IS NOT NULL").fetchone()
-        if not (row and row[0]):
-            raise NotMigrated("the tables are missing")
+        with self.pool.connection(timeout=timeout) as conn:
+            check_schema(conn, statement_timeout=timeout)
 
     # Queries. Each takes a connection from connection().
 
@@ -133,6 +131,21 @@ class Database:
             cursor.execute("SELECT number FROM indexes ORDER BY number")
             for (number,) in cursor:
                 yield number
+
+
+def check_schema(conn: psycopg.Connection, statement_timeout: float = 0) -> int:
+    """The database's schema version; NotMigrated unless it is contract.SCHEMA_VERSION or newer."""
+    try:
+        with conn.transaction():
+            if statement_timeout:
+                conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout * 1000)}")
+            row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except psycopg.errors.UndefinedTable:
+        raise NotMigrated("the tables are missing") from None
+    version = int(row[0]) if row and row[0] is not None else 0
+    if version < contract.SCHEMA_VERSION:
+        raise NotMigrated(f"the schema is at version {version}, this version needs {contract.SCHEMA_VERSION}")
+    return version
 
 
 def check_idle_connection(conn: psycopg.Connection) -> None:

@@ -82,7 +82,7 @@ def register(app: Flask) -> None:
         return unavailable(
             exc,
             "database_not_migrated",
-            "The database has no tables yet: run the migration step (python -m fibapi.migrate).",
+            "The database lacks the tables this version needs: run the migration step (python -m fibapi.migrate).",
             retry_after=10,
         )
 

@@ -8,7 +8,9 @@ create roles: the superuser, or a managed service's master user (RDS,
 Cloud SQL), named by MIGRATION_PGUSER and MIGRATION_PGPASSWORD. It makes
 PGUSER a role that can log in with PGPASSWORD and do nothing else (not a
 superuser, no CREATEDB or CREATEROLE, no CREATE in the schema), creates the
-tables if they are missing, and gives that role their ownership. The API,
+tables by applying the numbered migrations in migrations/ that the
+database has not had yet (each recorded in schema_migrations), and gives
+that role the tables' ownership. The API,
 connecting as PGUSER, can then read and write its own tables and nothing
 else; it never runs DDL, and a database without the tables is a 503 naming
 this step.
@@ -27,6 +29,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -36,23 +39,37 @@ from .pgconf import PostgresSettings, postgres_settings
 # Any fixed 64-bit number: serialises migrations that start at the same moment.
 LOCK_ID = 0x66696273746B  # "fibstk"
 
+# The tables the API's role owns (the migrations make them); schema_migrations
+# stays the migration user's, and the role may only read it.
 TABLES = ("submissions", "indexes")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    number       integer NOT NULL CHECK (number >= 0),
-    submitted_at timestamptz NOT NULL DEFAULT now()
-);
--- One row per distinct index: what "Calculated values" lists and what a
--- reconcile re-queues, without scanning every submission.
-CREATE TABLE IF NOT EXISTS indexes (
-    number             integer PRIMARY KEY CHECK (number >= 0),
-    first_submitted_at timestamptz NOT NULL DEFAULT now(),
-    last_submitted_at  timestamptz NOT NULL DEFAULT now(),
-    submissions        bigint NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS indexes_last_submitted_at ON indexes (last_submitted_at DESC);
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
 """
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations(directory: Path | None = None) -> list[Migration]:
+    """The numbered SQL files (NNNN_name.sql) of `directory` (MIGRATIONS_DIR), in order, numbered 1, 2, 3 ..."""
+    directory = directory or MIGRATIONS_DIR
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        number, _, name = path.stem.partition("_")
+        found.append(Migration(int(number), name, path.read_text()))
+    versions = [migration.version for migration in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migrations in {directory} must be numbered 1, 2, 3 ... without a gap: {versions}")
+    return found
 
 
 class MigrationError(Exception):
@@ -88,8 +105,11 @@ class MigrationSettings:
         return cls(postgres, admin_user, env.get("MIGRATION_PGPASSWORD", ""))
 
 
-def migrate(admin: psycopg.Connection, role: str, password: str) -> None:
-    """Bring the database that `admin` is connected to into the API's state (see the module's text)."""
+def migrate(admin: psycopg.Connection, role: str, password: str) -> list[Migration]:
+    """Bring the database that `admin` is connected to into the API's state (see the module's text).
+
+    Returns the migrations applied now (none if it was up to date already).
+    """
     ident = sql.Identifier(role)
     database = sql.Identifier(str(admin.info.dbname))
     with admin.transaction():
@@ -115,14 +135,30 @@ def migrate(admin: psycopg.Connection, role: str, password: str) -> None:
         if not superuser:
             # To give the role the tables, a master user must be a member of it.
             admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(ident))
-        admin.execute(SCHEMA)
+        applied = _apply_migrations(admin)
         # A table's new owner must be allowed to create in its schema: granted
         # for the hand-over only, in this transaction, so no one ever sees it.
         admin.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident))
         for table in TABLES:
             admin.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table), ident))
         admin.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(ident))
+        # The API and the worker check the version before they serve (contract.SCHEMA_VERSION).
+        admin.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(ident))
         _check_least_privilege(admin, role)
+    return applied
+
+
+def _apply_migrations(admin: psycopg.Connection) -> list[Migration]:
+    """Apply, in order, every migration the database has not had yet (in the caller's transaction); those applied."""
+    admin.execute(VERSIONS_TABLE)
+    done = {version for (version,) in admin.execute("SELECT version FROM schema_migrations")}
+    pending = [migration for migration in migrations() if migration.version not in done]
+    for migration in pending:
+        admin.execute(migration.sql)
+        admin.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
+        )
+    return pending
 
 
 def _can_create_in_public(admin: psycopg.Connection, role: str) -> bool:
@@ -168,12 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = MigrationSettings.from_env()
         with connect_as_admin(settings, options.wait) as admin:
-            migrate(admin, settings.postgres.user, settings.postgres.password)
+            applied = migrate(admin, settings.postgres.user, settings.postgres.password)
     except (MigrationError, psycopg.Error) as exc:
         print(f"fibapi.migrate: {exc}", file=sys.stderr, flush=True)
         return 2
     role = settings.postgres.user
-    print(f"fibapi.migrate: {settings.postgres.describe()}: role {role} and its tables are in place", flush=True)
+    for migration in applied:
+        print(f"fibapi.migrate: applied {migration.version:04d}_{migration.name}", flush=True)
+    version = len(migrations())
+    print(
+        f"fibapi.migrate: {settings.postgres.describe()}: role {role} and its tables are in place"
+        f" (schema version {version})",
+        flush=True,
+    )
     return 0
 
 

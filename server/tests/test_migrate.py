@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from fibapi import contract
 from fibapi import migrate as migration
 from fibapi.migrate import MigrationError, MigrationSettings, migrate
 from flask.testing import FlaskClient
@@ -19,7 +21,7 @@ from stack.servers import PostgresServer
 def fresh(services_env: dict[str, str], pg_conn: psycopg.Connection) -> psycopg.Connection:
     """A database as a first deployment finds it: no tables, no role for the API."""
     drop_role(pg_conn, "fibstack_app")  # its tables and privileges with it
-    pg_conn.execute("DROP TABLE IF EXISTS submissions, indexes")
+    pg_conn.execute("DROP TABLE IF EXISTS submissions, indexes, schema_migrations")
     return pg_conn
 
 
@@ -146,18 +148,99 @@ def test_the_command_says_what_it_did(
     for name, value in postgres.migration_env().items():
         monkeypatch.setenv(name, value)
     assert migration.main(["--wait", "5"]) == 0
-    assert "role fibstack_app and its tables are in place" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "applied 0001_tables" in out
+    assert "applied 0002_index_state" in out
+    assert "role fibstack_app and its tables are in place (schema version 2)" in out
+    assert migration.main(["--wait", "5"]) == 0
+    assert "applied" not in capsys.readouterr().out  # up to date: nothing again
     monkeypatch.setenv("MIGRATION_PGPASSWORD", "wrong")
     assert migration.main(["--wait", "0"]) == 2
     assert "cannot connect" in capsys.readouterr().err
 
 
 def test_without_the_tables_the_api_says_to_migrate(client: FlaskClient, pg_conn: psycopg.Connection) -> None:
-    pg_conn.execute("DROP TABLE submissions, indexes")
+    pg_conn.execute("DROP TABLE submissions, indexes, schema_migrations")
     for response in (client.get("/api/values/all"), client.post("/api/values", json={"index": 3})):
         assert response.status_code == 503
         assert response.get_json()["code"] == "database_not_migrated"
         assert "python -m fibapi.migrate" in response.get_json()["error"]
+    ready = client.get("/api/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["postgres"] == "unavailable: NotMigrated"
+
+
+# The schema as fibstack made it before migrations were numbered (its SCHEMA
+# constant, verbatim): what every existing deployment has.
+SCHEMA_BEFORE_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    number       integer NOT NULL CHECK (number >= 0),
+    submitted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS indexes (
+    number             integer PRIMARY KEY CHECK (number >= 0),
+    first_submitted_at timestamptz NOT NULL DEFAULT now(),
+    last_submitted_at  timestamptz NOT NULL DEFAULT now(),
+    submissions        bigint NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS indexes_last_submitted_at ON indexes (last_submitted_at DESC);
+"""
+
+
+def test_a_database_from_before_migrations_is_upgraded_with_its_data(
+    fresh: psycopg.Connection, postgres: PostgresServer
+) -> None:
+    fresh.execute(SCHEMA_BEFORE_MIGRATIONS)
+    fresh.execute("INSERT INTO submissions (number, submitted_at) SELECT n % 50, now() - interval '1 day'"
+                  " FROM generate_series(1, 200) AS n")  # fmt: skip
+    fresh.execute(
+        "INSERT INTO indexes (number, first_submitted_at, last_submitted_at, submissions)"
+        " SELECT number, min(submitted_at), max(submitted_at), count(*) FROM submissions GROUP BY number"
+    )
+    before = fresh.execute("SELECT * FROM indexes ORDER BY number").fetchall()
+    applied = migrate(fresh, postgres.app_user, postgres.app_password)
+    assert [m.version for m in applied] == [1, 2]  # 0001 finds its tables there: only recorded
+    assert fresh.execute("SELECT count(*) FROM submissions").fetchone() == (200,)
+    after = fresh.execute(
+        "SELECT number, first_submitted_at, last_submitted_at, submissions, status, attempts, digits"
+        " FROM indexes ORDER BY number"
+    ).fetchall()
+    assert [row[:4] for row in after] == before  # nothing recorded is lost or changed
+    # Their results were Redis's only: each is pending, for the reconcile pass to queue.
+    assert {row[4:] for row in after} == {("pending", 1, None)}
+    assert tables_owned_by(fresh, postgres.app_user) == {"submissions", "indexes"}
+    with as_role(postgres) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM schema_migrations")  # read only for the API's role
+    assert migrate(fresh, postgres.app_user, postgres.app_password) == []
+
+
+def test_the_migration_files_are_numbered_without_a_gap(tmp_path: Path) -> None:
+    assert [m.version for m in migration.migrations()] == list(range(1, contract.SCHEMA_VERSION + 1))
+    (tmp_path / "0001_a.sql").write_text("SELECT 1")
+    (tmp_path / "0003_c.sql").write_text("SELECT 1")
+    with pytest.raises(MigrationError, match="without a gap"):
+        migration.migrations(tmp_path)
+
+
+def test_a_failing_migration_applies_nothing(
+    fresh: psycopg.Connection, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for source in migration.migrations():
+        (tmp_path / f"{source.version:04d}_{source.name}.sql").write_text(source.sql)
+    (tmp_path / f"{contract.SCHEMA_VERSION + 1:04d}_broken.sql").write_text(
+        "ALTER TABLE indexes ADD COLUMN extra int; SELECT no_such_function()"
+    )
+    monkeypatch.setattr(migration, "MIGRATIONS_DIR", tmp_path)
+    with pytest.raises(psycopg.errors.UndefinedFunction):
+        migrate(fresh, postgres.app_user, postgres.app_password)
+    assert fresh.execute("SELECT to_regclass('indexes')").fetchone() == (None,)  # all of it, or none
+
+
+def test_an_older_schema_is_refused_with_the_step_to_run(client: FlaskClient, pg_conn: psycopg.Connection) -> None:
+    pg_conn.execute("DELETE FROM schema_migrations WHERE version = 2")
     ready = client.get("/api/readyz")
     assert ready.status_code == 503
     assert ready.get_json()["checks"]["postgres"] == "unavailable: NotMigrated"

@@ -19,6 +19,11 @@ from typing import Any, Final
 # old and new services never read each other's data by mistake.
 PREFIX: Final = "fib:v1"
 
+# The database's schema this version needs (server/fibapi/migrations/: the
+# number of the newest file). The API and the worker check for it before
+# they serve, and say to run the migration step if the database is older.
+SCHEMA_VERSION: Final = 2
+
 # RQ queue and job. The API enqueues by dotted path so it never imports the worker.
 QUEUE_NAME: Final = "fib"
 JOB_FUNCTION: Final = "fibworker.jobs.compute_fibonacci"
