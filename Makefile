@@ -98,9 +98,16 @@ $(CRD_SCHEMAS_INSTALLED): k8s/crd-schemas/package.json k8s/crd-schemas/package-l
 	cd k8s/crd-schemas && ../../$(WITH_NODE) npm ci --no-audit --no-fund
 	touch $@
 
+# `make bench` runs every section but the on-demand ones; `make bench capacity`
+# (or any sections: `make bench http worker`) runs those named.
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+BENCH_SECTIONS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+$(eval $(BENCH_SECTIONS):;@:)
+endif
+
 bench: deps
 	@scripts/ensure-system-packages.sh bench
-	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/bench.py $(BENCH_SECTIONS)
 
 # The containers end to end (scripts/docker-check.sh), with Compose v1 and
 # then v2 (scripts/compose-v2.sh finds or installs one); needs a Docker engine.

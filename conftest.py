@@ -8,6 +8,7 @@ pg_conn, for the tests' own checks, as the superuser.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +53,9 @@ def services_env(postgres: PostgresServer, redis_server: RedisServer) -> dict[st
     # As every deployment runs it before the API: the API's own role, and its tables.
     migrate_server(postgres)
     Redis(port=redis_server.port).flushall()
+    # For workers run inside the test process (queue_runner.drain), which read
+    # their settings from the environment as the real worker does.
+    os.environ.update(postgres.env())
     return postgres.env() | redis_server.env() | {"RECONCILE_INTERVAL_SECONDS": "0", "LOG_LEVEL": "WARNING"}
 
 

@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fibapi import timeline
-from fibapi.store import Queued, Queueing
+from fibapi.db import Recorded
+from fibapi.submissions import Submission
 from http_paths import POST_FIRST, POST_SPAN, SECONDS, Stack, running_stack, seed
 from load import POST_SCRIPT, cpu_seconds, wrk
 
@@ -143,16 +144,15 @@ def idle_cpu_ms_per_second(stack: Stack, pages: int, path: str) -> float:
 
 def stamps_microseconds(calls: int = 20_000) -> float:
     """CPU time of timeline.stamps for one committed group of STAMPED_GROUP new indexes, in µs."""
-    group = [Queueing(index, None) for index in range(1000, 1000 + STAMPED_GROUP)]
-    queued = Queued(
-        outcomes=[True] * STAMPED_GROUP,
-        statuses={q.index: {"status": "pending"} for q in group},
-        jobs={q.index: f"fib-{q.index}-0123456789abcdef" for q in group},
-    )
+    group = [Submission(index) for index in range(1000, 1000 + STAMPED_GROUP)]
+    recorded = {
+        s.index: Recorded(s.index, {"status": "pending"}, f"fib-{s.index}-0123456789ab", True, False, [s.index], 1)
+        for s in group
+    }
     now = time.time()
     started = time.process_time()
     for _ in range(calls):
-        timeline.stamps(group, queued, now, now)
+        timeline.stamps(group, recorded, now, now)
     return (time.process_time() - started) / calls * 1e6
 
 

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from fibapi import reconcile
+import psycopg
+from fibapi import create_app, reconcile
 from fibapi.config import Settings
 from fibapi.db import Database
 from fibapi.store import Store
+from fibapi.submissions import Submission, get_submissions
 from fibworker import contract
 from fibworker.jobqueue import fib_queue
 from processes import start_worker, wait_until
@@ -44,6 +46,36 @@ atexit.register(lambda: print(f"round-trips={sent[0]}", file=sys.stderr))
 from fibworker.__main__ import main
 sys.exit(main(["--burst"]))
 """
+
+
+def pg(env: dict[str, str]) -> psycopg.Connection:
+    """A connection as the API's role, for the bench's own reads and writes."""
+    return psycopg.connect(
+        host=env["PGHOST"], port=env["PGPORT"], user=env["PGUSER"], password=env["PGPASSWORD"],
+        dbname=env["PGDATABASE"], autocommit=True,
+    )  # fmt: skip
+
+
+def pending_count(env: dict[str, str]) -> int:
+    with pg(env) as conn:
+        row = conn.execute("SELECT count(*) FROM indexes WHERE status = 'pending'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def done_count(env: dict[str, str], indexes: range) -> int:
+    with pg(env) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM indexes WHERE status = 'done' AND number BETWEEN %s AND %s",
+            (indexes.start, indexes.stop - 1),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fresh_stores(env: dict[str, str]) -> None:
+    """Empty Redis and no indexes in Postgres."""
+    Redis(port=int(env["REDIS_PORT"])).flushall()
+    with pg(env) as conn:
+        conn.execute("TRUNCATE indexes, submissions")
 
 
 def commands(redis: Redis) -> int:
@@ -73,7 +105,8 @@ def run_workers(env: dict[str, str], processes: int = 1) -> tuple[float, int]:
 
 
 def enqueue_as_before(redis: Redis, index: int) -> None:
-    """How the API queued a job before this release: RQ deleting it at once (result_ttl=0)."""
+    """A plain RQ job, as the API queued one before its round-trip work (result_ttl=0: RQ deletes it at once),
+    for an index recorded pending in Postgres (fresh_stores, then bench_small_jobs records them)."""
     fib_queue(redis).enqueue_call(
         contract.JOB_FUNCTION,
         args=(index,),
@@ -88,30 +121,39 @@ def bench_small_jobs(env: dict[str, str], jobs: int = 2000) -> None:
     print("| indexes as queued | indexes/s | ms/index | Redis commands/index | round trips/index |")
     print("|:---|---:|---:|---:|---:|")
     redis = Redis(port=int(env["REDIS_PORT"]))
-    store = Store(Settings.from_env(env))
+    app = create_app(Settings.from_env(env))
 
     def in_groups(indexes: range) -> None:
+        # The API's own submission path, SUBMISSION_GROUP at a time (as its group commit gathers them).
+        submissions = get_submissions()
         for start in range(0, len(indexes), SUBMISSION_GROUP):
-            store.request_computations([store.prepare(index) for index in indexes[start : start + SUBMISSION_GROUP]])
+            group = indexes[start : start + SUBMISSION_GROUP]
+            submissions._write([Submission(index) for index in group])
 
     def one_by_one(indexes: range, enqueue: Callable[[int], object]) -> None:
         for index in indexes:
             enqueue(index)
 
+    def plain_jobs(indexes: range) -> None:
+        with pg(env) as conn:
+            conn.execute("INSERT INTO indexes (number) SELECT unnest(%s::integer[])", (list(indexes),))
+        one_by_one(indexes, partial(enqueue_as_before, redis))
+
     for label, enqueue in (
-        ("before (result_ttl=0), a job each", partial(one_by_one, enqueue=partial(enqueue_as_before, redis))),
+        ("plain RQ jobs (result_ttl=0), a job each", plain_jobs),
         (
             "one at a time (a lone POST each), a job each",
-            partial(one_by_one, enqueue=store.request_computation),
+            partial(one_by_one, enqueue=lambda i: get_submissions().submit(i)),
         ),
         (f"in groups of {SUBMISSION_GROUP} (group commit), batch jobs at depth", in_groups),
     ):
-        redis.flushall()
-        enqueue(range(1000, 1000 + jobs))
+        fresh_stores(env)
+        with app.app_context():
+            enqueue(range(1000, 1000 + jobs))
         before = commands(redis)
         elapsed, trips = run_workers(env)
         worker_commands = commands(redis) - before
-        done = sum(redis.hget(contract.status_key(i), "status") == b"done" for i in range(1000, 1000 + jobs))
+        done = done_count(env, range(1000, 1000 + jobs))
         assert done == jobs, f"{label}: {done} of {jobs} done"
         print(
             f"| {label} | {jobs / elapsed:,.0f} | {elapsed / jobs * 1000:.2f} "
@@ -120,6 +162,7 @@ def bench_small_jobs(env: dict[str, str], jobs: int = 2000) -> None:
     print("\n(Includes each worker's start-up, about 0.3 s.)")
     print(f"Groups of {SUBMISSION_GROUP}: about what each write carries at 50 connections (bench posts).")
     print("Goals: >= 1,000 indexes/s per process with a deep queue.\n")
+    app.extensions["fibstack.db"].close()
 
 
 def bench_large_jobs(env: dict[str, str], work: Path, jobs: int = 20, n: int = 9_000_000, rounds: int = 3) -> None:
@@ -141,23 +184,25 @@ def bench_large_jobs(env: dict[str, str], work: Path, jobs: int = 20, n: int = 9
 def _large_jobs_seconds(env: dict[str, str], work: Path, processes: int, jobs: int, n: int) -> float:
     """From queueing `jobs` large indexes to the last one done, with `processes` workers started and waiting."""
     redis = Redis(port=int(env["REDIS_PORT"]))
-    store = Store(Settings.from_env(env))
-    redis.flushall()
+    app = create_app(Settings.from_env(env))
+    fresh_stores(env)
     workers = [start_worker(env, work / f"worker-large-{processes}-{i}.log") for i in range(processes)]
     try:
         # Started: each has registered with RQ and is waiting for work.
         wait_until(lambda: redis.scard("rq:workers") == processes, timeout=60)
         started = time.perf_counter()
-        for index in range(n, n + jobs):
-            store.request_computation(index)
-        wait_until(lambda: redis.zcard(contract.PENDING_SINCE) == 0, timeout=600, interval=0.02)
+        with app.app_context():
+            for index in range(n, n + jobs):
+                get_submissions().submit(index)
+        wait_until(lambda: pending_count(env) == 0, timeout=600, interval=0.02)
         elapsed = time.perf_counter() - started
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=60)
-    done = sum(redis.hget(contract.status_key(i), "status") == b"done" for i in range(n, n + jobs))
+        app.extensions["fibstack.db"].close()
+    done = done_count(env, range(n, n + jobs))
     assert done == jobs, f"{processes} workers: {done} of {jobs} done"
     return elapsed
 
@@ -167,36 +212,25 @@ def bench_recovery(env: dict[str, str], work: Path, count: int = 100_000) -> Non
     settings = Settings.from_env(env)
     db, store = Database(settings), Store(settings)
     db.open()
-    redis = Redis(port=int(env["REDIS_PORT"]))
+    fresh_stores(env)
     with db.connection() as conn:
-        conn.execute("TRUNCATE indexes, submissions")
+        # Recorded pending, their jobs lost with Redis (a flush, or an upgrade from an older fibstack).
         conn.execute("INSERT INTO indexes (number) SELECT generate_series(0, %s)", (count - 1,))
-    redis.flushall()
     worker = start_worker(env, work / "worker-recovery.log")
     try:
         started = time.perf_counter()
-        queued = reconcile.reconcile(db, store)
-        queued_in = time.perf_counter() - started
-        wait_until(lambda: redis.zcard(contract.PENDING_SINCE) == 0, timeout=600, interval=0.2)
+        done_pass = reconcile.reconcile(db, store, grace_seconds=0)
+        assert done_pass is not None
+        queued, queued_in = done_pass.healed, time.perf_counter() - started
+        wait_until(lambda: pending_count(env) == 0, timeout=600, interval=0.2)
         elapsed = time.perf_counter() - started
     finally:
         worker.terminate()
         worker.wait(timeout=30)
         db.close()
-    done = sum(
-        status == b"done"
-        for start in range(0, count, 10_000)
-        for status in _statuses(redis, range(start, min(start + 10_000, count)))
-    )
+    done = done_count(env, range(count))
     print("| indexes queued | queued in (s) | all computed in (s) | done | goal |")
     print("|---:|---:|---:|---:|:---|")
     verdict = "met" if elapsed <= 60 else "MISSED"
     print(f"| {queued:,} | {queued_in:.1f} | {elapsed:.1f} | {done:,} | {verdict} (<= 60 s) |")
     print()
-
-
-def _statuses(redis: Redis, indexes: range) -> list[bytes | None]:
-    with redis.pipeline(transaction=False) as pipe:
-        for index in indexes:
-            pipe.hget(contract.status_key(index), "status")
-        return pipe.execute()

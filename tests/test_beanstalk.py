@@ -34,7 +34,7 @@ READS = {
 SECRETS = {
     "migrate": {"PGPASSWORD", "MIGRATION_PGPASSWORD"},
     "api": {"PGPASSWORD", "REDIS_PASSWORD"},
-    "worker": {"REDIS_PASSWORD"},
+    "worker": {"PGPASSWORD", "REDIS_PASSWORD"},
     "client": set(),
     "router": set(),
 }

@@ -9,7 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["contract.py", "redisconf.py"])
+@pytest.mark.parametrize("module", ["contract.py", "redisconf.py", "pgconf.py", "cache.lua"])
 def test_shared_module_copies_are_identical(module: str) -> None:
     # Each image is built from its own folder, so each carries its own copy.
     server = (REPO / "server/fibapi" / module).read_bytes()

@@ -142,7 +142,10 @@ def test_the_parameters_can_live_under_another_path(tmp_path: Path) -> None:
     assert deploy(env, "--bundle-only", str(out)).returncode == 0
     dockerrun = json.loads(zipfile.ZipFile(out).read("Dockerrun.aws.json"))
     worker = next(c for c in dockerrun["containerDefinitions"] if c["name"] == "worker")
-    assert worker["secrets"] == [{"name": "REDIS_PASSWORD", "valueFrom": "/teams/fib/prod/REDIS_PASSWORD"}]
+    assert worker["secrets"] == [
+        {"name": "PGPASSWORD", "valueFrom": "/teams/fib/prod/PGPASSWORD"},
+        {"name": "REDIS_PASSWORD", "valueFrom": "/teams/fib/prod/REDIS_PASSWORD"},
+    ]
 
 
 def test_bundle_only_needs_no_aws(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gmpy2
+import psycopg
 import pytest
 import requests
 from processes import API, start_worker, wait_until
@@ -71,14 +72,23 @@ def test_reconnecting_client_gets_what_it_missed(stack: API) -> None:
     assert wait_for(replayed, 13).data["value"] == "233"
 
 
-def test_redis_flush_is_reconciled_by_the_running_api(stack: API, services_env: dict[str, str]) -> None:
+def test_what_redis_loses_is_healed_by_the_running_api_and_nothing_done_is_computed_again(
+    stack: API, services_env: dict[str, str], pg_conn: psycopg.Connection
+) -> None:
     stream = events(open_stream(stack.url))
     post(stack, 15)
     wait_for(stream, 15)
+    # Accepted a while ago, then its job lost with Redis: pending in Postgres, nothing in RQ.
+    pg_conn.execute(
+        "INSERT INTO indexes (number, job, queued_at) VALUES (17, 'fib-17-lost', now() - interval '1 minute')"
+    )
     Redis(port=int(services_env["REDIS_PORT"])).flushall()
-    # Nobody asks: the API notices the empty Redis and re-queues index 15 itself.
-    wait_for(stream, 15, "pending")
-    assert wait_for(stream, 15).data["value"] == "610"
+    # Nobody asks: the API's reconcile pass finds 17 without a live job and queues it.
+    wait_for(stream, 17, "pending")
+    assert wait_for(stream, 17).data["value"] == "1597"
+    assert requests.get(f"{stack.url}/api/values/current", timeout=5).json() == {"17": "1597", "15": "610"}
+    (attempts,) = pg_conn.execute("SELECT attempts FROM indexes WHERE number = 15").fetchone()  # type: ignore[misc]
+    assert attempts == 1  # 15 was done: known to Postgres, never computed again
 
 
 def test_hundreds_of_open_streams_all_get_events_and_do_not_block_requests(stack: API) -> None:

@@ -249,7 +249,7 @@ def test_names_read_by_the_code_are_found() -> None:
     ("workload", "reads", "required"),
     [
         ("api", API_READS, {"REDIS_HOST", "REDIS_PASSWORD", "PGHOST", "PGUSER", "PGDATABASE", "PGPASSWORD"}),
-        ("worker", WORKER_READS, {"REDIS_HOST", "REDIS_PASSWORD"}),
+        ("worker", WORKER_READS, {"REDIS_HOST", "REDIS_PASSWORD", "PGHOST", "PGUSER", "PGDATABASE", "PGPASSWORD"}),
         ("router", router_reads(), {"API_UPSTREAM", "CLIENT_UPSTREAM"}),
     ],
 )
@@ -542,6 +542,7 @@ def test_network_policies_allow_exactly_the_edges_the_app_uses(dev: list[Object]
         ("router", "client", 3000),
         ("api", "postgres", 5432),
         ("api", "redis", 6379),
+        ("worker", "postgres", 5432),
         ("worker", "redis", 6379),
     } | {(name, OUTSIDE, 53) for name in labels}
     assert edges == uses
@@ -550,16 +551,16 @@ def test_network_policies_allow_exactly_the_edges_the_app_uses(dev: list[Object]
 def test_the_policy_evaluator_sees_a_hole(dev: list[Object]) -> None:
     labels = {component(w): w["spec"]["template"]["metadata"]["labels"] for w in workloads(dev)}
     policies = find(dev, "NetworkPolicy")
-    assert not allowed(policies, labels, "worker", "postgres", 5432)
-    # A careless edit: the worker may connect anywhere, and Postgres's own policy is gone...
+    assert not allowed(policies, labels, "client", "postgres", 5432)
+    # A careless edit: the client may connect anywhere, and Postgres's own policy is gone...
     open_egress = {
-        "metadata": {"name": "worker-anywhere"},
-        "spec": {"podSelector": {"matchLabels": labels["worker"]}, "policyTypes": ["Egress"], "egress": [{}]},
+        "metadata": {"name": "client-anywhere"},
+        "spec": {"podSelector": {"matchLabels": labels["client"]}, "policyTypes": ["Egress"], "egress": [{}]},
     }
     careless = [p for p in policies if p["metadata"]["name"] != "postgres"] + [open_egress]
-    assert not allowed(careless, labels, "worker", "postgres", 5432)  # ...default-deny still holds
+    assert not allowed(careless, labels, "client", "postgres", 5432)  # ...default-deny still holds
     without_default_deny = [p for p in careless if p["metadata"]["name"] != "default-deny"]
-    assert allowed(without_default_deny, labels, "worker", "postgres", 5432)
+    assert allowed(without_default_deny, labels, "client", "postgres", 5432)
 
 
 def test_prod_data_edges_go_only_to_the_managed_services(variant: tuple[str, list[Object]]) -> None:
@@ -567,7 +568,7 @@ def test_prod_data_edges_go_only_to_the_managed_services(variant: tuple[str, lis
     if name == "dev":
         return
     site = yaml.safe_load((K8S / "overlays/prod/site.yaml").read_text())["data"]
-    for policy_name, ports in (("api-to-data", [5432, 6379]), ("worker-to-data", [6379])):
+    for policy_name, ports in (("api-to-data", [5432, 6379]), ("worker-to-data", [5432, 6379])):
         egress = one(objects, "NetworkPolicy", policy_name)["spec"]["egress"]
         assert [rule["to"] for rule in egress] == [[{"ipBlock": {"cidr": site["data-cidr"]}}]] * len(ports)
         assert [rule["ports"][0]["port"] for rule in egress] == ports

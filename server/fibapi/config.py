@@ -27,17 +27,25 @@ class Settings:
     recent_limit: int = 100
     # A job still running after this long is stopped and marked failed.
     job_timeout_seconds: int = 300
-    # How often each API process checks that Redis still holds the queue
-    # (0 turns the check off; tests call reconcile() directly).
+    # How often the reconcile pass looks for pending indexes whose job Redis
+    # lost (reconcile.py; 0 turns it off: tests call reconcile() directly).
+    # An index left without a job is queued again within this plus the
+    # pass's grace (10 s) and the pass itself: about 25 s by default.
     reconcile_interval_seconds: float = 10.0
+    # ... and leaves an index alone until it has been pending this long: a
+    # submission being queued at that moment is left to finish.
+    reconcile_grace_seconds: float = 10.0
     max_body_bytes: int = 1024
     # Admission control (admission.lua): a new index is refused with a 503
     # while RQ's queue holds this many jobs, or while Redis's memory other
-    # than the computed values (which give way) is over this share of its
+    # than the cache (which gives way) is over this share of its
     # maxmemory. Sized for the shipped maxmemory of 256 MB: the rest leaves
     # room for the accepted work's results and RQ's own bookkeeping.
     admission_queue_max: int = 10_000
     admission_memory_percent: int = 70
+    # The cache in Redis (statuses and values, cache.lua; the worker's
+    # setting too) takes what its maxmemory leaves, and at most this; 0: no cap.
+    cache_max_bytes: int = 0
     log_level: str = "INFO"
     # Prometheus metrics (all processes added up) on this port, never through
     # the router; 0 turns them off.
@@ -68,13 +76,17 @@ class Settings:
             recent_limit=integer("RECENT_LIMIT", 100, 1, 10_000),
             job_timeout_seconds=integer("JOB_TIMEOUT_SECONDS", 300, 1, 86_400),
             reconcile_interval_seconds=integer("RECONCILE_INTERVAL_SECONDS", 10, 0, 3600),
+            reconcile_grace_seconds=integer("RECONCILE_GRACE_SECONDS", 10, 1, 3600),
             log_level=env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
             metrics_port=integer("METRICS_PORT", 9464, 0, 65535),
             admission_queue_max=integer("ADMISSION_QUEUE_MAX", 10_000, 1, 10_000_000),
             admission_memory_percent=integer("ADMISSION_MEMORY_PERCENT", 70, 1, 90),
+            cache_max_bytes=integer("CACHE_MAX_BYTES", 0, 0, 2**40),
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+        if "VALUES_MAX_BYTES" in env:
+            problems.append("VALUES_MAX_BYTES is now CACHE_MAX_BYTES: it bounds the cached statuses too")
         if problems:
             raise ConfigError("invalid API configuration:\n  - " + "\n  - ".join(problems))
         return settings

@@ -6,6 +6,8 @@ folder. tests/test_contract.py fails when the two copies differ, so edit one and
 copy it over. docs/contract.md explains the data flow in prose.
 
 Only the standard library is imported here, so both services can load it.
+Postgres holds each index's state; Redis the queue, the event streams and a
+cache of statuses and values (docs/state.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any, Final
 
 # Bump the version when a key layout or payload changes incompatibly, so that
 # old and new services never read each other's data by mistake.
-PREFIX: Final = "fib:v1"
+# v2: statuses in Redis are a cache of Postgres's (done or failed only), within
+# the cache's budget; v1 kept every status there, pending ones included, for good.
+PREFIX: Final = "fib:v2"
+# Keys of an older version, which the API removes (reconcile.py): nothing reads them.
+OLD_PREFIXES: Final = ("fib:v1",)
 
 # The database's schema this version needs (server/fibapi/migrations/: the
 # number of the newest file). The API and the worker check for it before
@@ -28,9 +34,10 @@ SCHEMA_VERSION: Final = 2
 QUEUE_NAME: Final = "fib"
 JOB_FUNCTION: Final = "fibworker.jobs.compute_fibonacci"
 JOB_FAILURE_CALLBACK: Final = "fibworker.jobs.record_failure"
-# One job for many indexes, each marked pending with that job's id: how the
-# API re-queues every recorded index after Redis lost its data (reconcile.py),
-# so that recovery is a few hundred jobs, not one per index.
+# One job for many indexes, each recorded pending in Postgres with that job's
+# id: how the API queues a group of small new indexes at a deep queue
+# (queueing.py), and re-queues those Redis lost (reconcile.py), so that a
+# recovery is a few hundred jobs, not one per index.
 BATCH_JOB_FUNCTION: Final = "fibworker.jobs.compute_batch"
 # The only functions a worker runs (fibworker/jobqueue.py refuses any other).
 JOB_FUNCTIONS: Final = (JOB_FUNCTION, BATCH_JOB_FUNCTION)
@@ -49,10 +56,6 @@ HEAD_TAIL_DIGITS: Final = 20
 # The events stream is capped (approximately) so it never grows without bound.
 EVENTS_STREAM: Final = f"{PREFIX}:events"
 EVENTS_MAXLEN: Final = 10_000
-
-# Present while some process has re-queued every recorded index after Redis
-# came up empty; its absence means "Redis was flushed or restarted empty".
-RECONCILED_MARKER: Final = f"{PREFIX}:reconciled"
 
 PENDING: Final = "pending"
 DONE: Final = "done"
@@ -75,41 +78,65 @@ def new_job_id(index: int) -> str:
 
 
 def index_of_job(job_id: str) -> int:
-    """The index a job id (from new_job_id) is for."""
+    """The index a job id (from new_job_id) names: a batch's first."""
     return int(job_id.split("-")[1])
 
 
-# Sorted set: every index marked pending, scored by when (Unix seconds). The
-# API adds to it when it queues, the worker removes from it when it finishes;
-# the API's sweeper (reconcile.py) re-queues an index pending long after its
-# job is gone.
-PENDING_SINCE: Final = f"{PREFIX}:pending-since"
-
-
 def status_key(index: int) -> str:
-    """Hash with the fields listed in STATUS_FIELDS. Small, and kept: lists need only this."""
+    """Cached hash with the fields listed in STATUS_FIELDS, of a done or failed index (never a pending one)."""
     return f"{PREFIX}:status:{index}"
 
 
-# Keys of the values, to which the index is appended (values.lua builds them too).
-DECIMAL_KEY_PREFIX: Final = f"{PREFIX}:decimal:"
-
-
 def decimal_key(index: int) -> str:
-    """String with the full decimal value. Dropped when the values outgrow their budget; recomputed on demand."""
-    return f"{DECIMAL_KEY_PREFIX}{index}"
+    """Cached string with the whole decimal value, if over SHORT_VALUE_MAX_DIGITS (a shorter one is in its status)."""
+    return f"{PREFIX}:decimal:{index}"
 
 
-# The computed values kept in Redis, as a sorted set (index, scored by last
-# use, Unix seconds), each one's size (a hash: the memory its key takes, by
-# MEMORY USAGE), and their total. The worker keeps the total within what
-# Redis's maxmemory leaves once everything else is counted, dropping the
-# least recently used values (values.lua); Redis itself evicts nothing
-# (maxmemory-policy noeviction), so the queue and RQ's own keys are never at
-# risk. The API's admission bound (admission.lua) counts everything but these.
-VALUES_BY_USE: Final = f"{PREFIX}:values-by-use"
-VALUES_SIZES: Final = f"{PREFIX}:values-sizes"
-VALUES_BYTES: Final = f"{PREFIX}:values-bytes"
+# The cache (cache.lua; statuses and values alike): a sorted set of its keys,
+# scored by last use (Unix seconds), each one's size (a hash: the memory its
+# key takes by MEMORY USAGE, plus CACHE_ENTRY_OVERHEAD_BYTES for these
+# records of it), and their total. Kept within what Redis's maxmemory leaves
+# once everything else is counted, dropping the least recently used; Redis
+# itself evicts nothing (maxmemory-policy noeviction), so the queue and RQ's
+# own keys are never at risk. The API's admission bound (admission.lua)
+# counts everything but the cache.
+CACHE_BY_USE: Final = f"{PREFIX}:cache-by-use"
+CACHE_SIZES: Final = f"{PREFIX}:cache-sizes"
+CACHE_BYTES: Final = f"{PREFIX}:cache-bytes"
+CACHE_ENTRY_OVERHEAD_BYTES: Final = 128
+# What the cache leaves free of Redis's maxmemory: room for the results of
+# the work already accepted (the API stops accepting new work well before,
+# ADMISSION_MEMORY_PERCENT), RQ's own writes, a value's copy in flight (a
+# transaction holds it until it runs), and clients' buffers. Without a
+# maxmemory, Redis would grow until the machine ran out: the cache then
+# takes at most CACHE_BYTES_WITHOUT_MAXMEMORY.
+CACHE_RESERVE_PERCENT: Final = 10
+CACHE_RESERVE_MIN_BYTES: Final = 8 * 1024 * 1024
+CACHE_BYTES_WITHOUT_MAXMEMORY: Final = 128 * 1024 * 1024
+
+
+# The modes of an entry put by cache.lua (see there).
+CACHE_STRING: Final = "string"
+CACHE_HASH: Final = "hash"
+CACHE_HASH_IF_ABSENT: Final = "hash-if-absent"
+
+
+def cache_put(
+    entries: list[tuple[str, str, list[str]]], now: float, cap_bytes: int = 0
+) -> tuple[list[str], list[str | int | float]]:
+    """KEYS and ARGV for cache.lua putting `entries` (mode, key, its value or fields and values, flat)."""
+    keys = [CACHE_BY_USE, CACHE_SIZES, CACHE_BYTES]
+    args: list[str | int | float] = [now, cap_bytes, CACHE_RESERVE_PERCENT, CACHE_RESERVE_MIN_BYTES]
+    args += [CACHE_BYTES_WITHOUT_MAXMEMORY, CACHE_ENTRY_OVERHEAD_BYTES]
+    for mode, key, payload in entries:
+        keys.append(key)
+        args += [mode, len(payload), *payload]
+    return keys, args
+
+
+def status_entry(index: int, fields: Mapping[str, str], mode: str = CACHE_HASH) -> tuple[str, str, list[str]]:
+    """A cache.lua entry caching the status hash of a done or failed index."""
+    return mode, status_key(index), [item for pair in fields.items() for item in pair]
 
 
 def recompute_key(index: int) -> str:
@@ -122,19 +149,20 @@ def recompute_key(index: int) -> str:
 RECOMPUTES: Final = f"{PREFIX}:recomputes"
 
 
-# What the lists show (GET /api/values/current, /all, /recent) changes with
-# every entry of EVENTS_STREAM (a status changed) and every entry of this one:
-# the API appends one after each submission is committed (a new row in
-# /all, a new order in /current), even for an index known already. Each API
-# process follows both streams and drops the lists it keeps in memory at
-# each entry (fibapi/listcache.py), so it answers them without asking Redis.
+# What the lists show (GET /api/values/current, /all, /recent: read from
+# Postgres) changes with every entry of EVENTS_STREAM (a status changed) and
+# every entry of this one: the API appends one after each group of
+# submissions is committed (a new row in /all, a new order in /current), even
+# for an index known already. Each API process follows both streams and
+# drops the lists it keeps in memory at each entry (fibapi/listcache.py), so
+# it answers them without asking Postgres again.
 LISTS_CHANGES: Final = f"{PREFIX}:lists-changes"
 LISTS_CHANGES_MAXLEN: Final = 1000
 
 # The system page's timelines of the last few submissions (GET /api/system),
 # from stamps the services add to entries they append anyway: no submission
 # pays a write of its own for them. In a LISTS_CHANGES entry, field
-# TIMELINE_FIELD is JSON {"queued": ms, "committed": ms, "submissions":
+# TIMELINE_FIELD is JSON {"committed": ms, "queued": ms, "submissions":
 # [[index, accepted ms, state, job id], ...]} for the last TIMELINE_MAX
 # accepted submissions of its group; state is "queued" (queued now),
 # "pending" (queued by an earlier submission) or "done"/"failed" (computed
@@ -167,6 +195,12 @@ API_ALIVE_SECONDS: Final = 30
 def worker_alive_key(worker_name: str) -> str:
     """Short-lived key a worker refreshes while it runs (see fibworker.liveness)."""
     return f"{PREFIX}:worker-alive:{worker_name}"
+
+
+# The reconcile pass's last figures (a hash: reconcile.py writes it, GET
+# /api/system shows it): "at" (Unix ms), "pending" (indexes it looked at),
+# "healed" (of those, queued again), "healed_total" (since this Redis began).
+RECONCILE_REPORT: Final = f"{PREFIX}:reconcile"
 
 
 # Fields of the status hash. All values are strings in Redis; "" means unknown.

@@ -1,4 +1,4 @@
-"""Every error the API returns is JSON: {"error": <message>, "code": <slug>}.
+"""Every error the API returns is JSON: {"error": <message>, "code": <slug>}; and the API's own exceptions.
 
 Never a stack trace or an HTML page, whatever went wrong.
 """
@@ -14,13 +14,27 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from . import metrics
-from .db import NotMigrated
-from .store import OverCapacity
 
 log = logging.getLogger(__name__)
 
 
-# Why new work is refused (store.OverCapacity), what the client is told, and
+class NotMigrated(Exception):
+    """Postgres answers, but without the tables (or columns) this version needs: the migration step has not run."""
+
+
+class OverCapacity(Exception):
+    """New work refused for now: the reason is "queue", "memory" or "recomputes" (admission.lua)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ValueVanished(Exception):
+    """A decimal value was dropped from the cache while it was being streamed."""
+
+
+# Why new work is refused (OverCapacity), what the client is told, and
 # when it should try again (seconds).
 OVER_CAPACITY = {
     "queue": ("The workers are behind, so new indexes are refused for now; try again in a moment.", 10),

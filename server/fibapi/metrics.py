@@ -55,6 +55,20 @@ ADMISSION_REFUSED = Counter(
 DEPENDENCY_UNAVAILABLE = Counter(
     "fibstack_api_dependency_unavailable", "Answers of 503 because a backing service failed", ["dependency"]
 )
+HEALED = Counter(
+    "fibstack_api_healed",
+    "Pending indexes whose job Redis had lost, queued again by the reconcile pass (reconcile.py)",
+)
+HEAL_DELAY = Histogram(
+    "fibstack_api_heal_delay_seconds",
+    "How long an index healed by the reconcile pass had been pending since its job was queued",
+    buckets=(10, 15, 20, 30, 45, 60, 120, 300, 900, 3600, 86400),
+)
+CACHE_READS = Counter(
+    "fibstack_api_cache_reads",
+    "Statuses read through the cache in Redis (cache.py), by result: hit, or miss (read from Postgres)",
+    ["result"],
+)
 EVENT_STREAMS = Gauge("fibstack_api_event_streams", "Open GET /api/events streams", multiprocess_mode="livesum")
 
 
@@ -91,6 +105,19 @@ class Instrument:
 
 def submission(queued: bool) -> None:
     SUBMISSIONS.labels("accepted" if queued else "deduplicated", "").inc()
+
+
+def healed(pending_seconds: list[float]) -> None:
+    HEALED.inc(len(pending_seconds))
+    for seconds in pending_seconds:
+        HEAL_DELAY.observe(seconds)
+
+
+def cache_reads(hits: int, misses: int) -> None:
+    if hits:
+        CACHE_READS.labels("hit").inc(hits)
+    if misses:
+        CACHE_READS.labels("miss").inc(misses)
 
 
 def submission_group(size: int) -> None:

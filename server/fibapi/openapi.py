@@ -217,9 +217,35 @@ def spec(max_index: int) -> dict[str, Any]:
                             "items": {"$ref": "#/components/schemas/Timeline"},
                             "description": "the last few accepted submissions, newest first",
                         },
+                        "reconcile": {
+                            "type": ["object", "null"],
+                            "description": "the reconcile pass's last figures (null: none since Redis began)",
+                            "properties": {
+                                "age_seconds": {"type": "number", "description": "since the last pass"},
+                                "pending": {"type": "integer", "description": "pending indexes it looked at"},
+                                "healed": {"type": "integer", "description": "of those, queued again"},
+                                "healed_total": {"type": "integer", "description": "queued again since Redis began"},
+                                "heal_within_seconds": {
+                                    "type": "integer",
+                                    "description": "a lost job is queued again within this long "
+                                    "(RECONCILE_GRACE_SECONDS + RECONCILE_INTERVAL_SECONDS)",
+                                },
+                            },
+                            "required": ["age_seconds", "pending", "healed", "healed_total", "heal_within_seconds"],
+                        },
                         "window_seconds": {"type": "integer", "description": "the rates are over this window"},
                     },
-                    "required": ["ready", "api", "queue", "workers", "rates", "refused", "recent", "window_seconds"],
+                    "required": [
+                        "ready",
+                        "api",
+                        "queue",
+                        "workers",
+                        "rates",
+                        "refused",
+                        "recent",
+                        "reconcile",
+                        "window_seconds",
+                    ],
                 },
                 "Timeline": {
                     "type": "object",

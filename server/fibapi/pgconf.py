@@ -1,4 +1,4 @@
-"""How the API and its migration step reach Postgres: the course's variables, with TLS.
+"""How the API, its migration step and the worker reach Postgres: the course's variables, with TLS.
 
 PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE, as libpq names them, and
 PGSSLMODE and PGSSLROOTCERT for TLS. A Postgres reached over the network is

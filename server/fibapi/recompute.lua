@@ -1,11 +1,13 @@
 -- Queue a dropped value's recomputation (its status stays "done"): once per
 -- index per window, at most a given number of them per window overall, and
 -- only while there is room for new work (admission.lua, in front).
--- KEYS[1]: contract.recompute_key(index), KEYS[2]: contract.RECOMPUTES,
--- KEYS[3]: RQ's queue, KEYS[4]: contract.VALUES_BYTES
--- ARGV[1]: now (Unix seconds), ARGV[2]: the window (seconds), ARGV[3]: the
--- overall bound per window, ARGV[4]: the queue's bound, ARGV[5]: the memory
--- bound (percent), ARGV[6]: the index, ARGV[7...]: RQ's enqueue (run_recorded)
+-- KEYS: flight recomputes queue cache_bytes
+-- ARGV: now window recomputes_max queue_max memory_percent index
+--   flight: contract.recompute_key(index); recomputes: contract.RECOMPUTES;
+--   queue: RQ's queue; cache_bytes: contract.CACHE_BYTES
+--   now: Unix seconds; window: seconds; recomputes_max: the bound per window
+--   overall; queue_max, memory_percent: admission's bounds; index: the index
+--   The rest of ARGV: RQ's enqueue (run_recorded)
 -- Returns 1 if queued now, 0 if it is queued already, or why it is refused
 -- ('recomputes', 'queue' or 'memory').
 if redis.call('EXISTS', KEYS[1]) == 1 then

@@ -1,38 +1,49 @@
-"""Accepting a submission: queued in Redis, recorded in Postgres, announced; in groups.
+"""Accepting a submission: recorded in Postgres, queued in Redis, announced; in groups (docs/state.md).
 
 Concurrent submissions to one API process share each step (groupcommit.py):
-one queueing script for the whole group (admission still index by index,
-queue_index.lua; it also answers each index's status), one INSERT of all its
-rows (Database.record_submissions), committed once, and one lists-changes
-entry to tell the other API processes. Each caller's 202 is still sent only
-after its own index is queued and its row committed; a refused index is
-neither queued nor recorded.
+one statement records all their rows and says which indexes need a job
+(Database.record_submissions), and one script queues those jobs, applying
+admission job by job, and appends the group's lists-changes entry for the
+other API processes (queueing.queue). Each caller's 202 is sent only once
+its row is committed and its index queued (or known). Two round trips per
+group, whatever its size.
 
-The entry goes out after the commit (a process that rebuilt its lists before
-it would keep them without the new rows). When more submissions are already
-waiting, the next group's queueing script, which starts at once, appends it
-first: one round trip fewer per group under load. A lone group appends it
-itself. Either way before this process takes anything else, and this
-process's own kept lists are dropped before the 202s (read your writes).
-
-The order of each write is the one a single submission always had: a working
-Postgres connection first, then queue, then record. If Redis fails, nothing
-is recorded (503); if Postgres fails after all, the indexes are computed but
-not listed, which is harmless. Never the other way round: a recorded index
-that was never queued would show "Nothing yet!" for ever.
+The record comes first: Postgres decides, under the row's lock, whether an
+index is new, so two API processes never both queue it, and an index Redis
+has forgotten is still known. If admission refuses a job, or Redis fails,
+the rows of the indexes concerned are undone (Database.unrecord): a 503
+records nothing. If this process dies between the two steps, an index is
+left pending in Postgres with no job, and the reconcile pass queues it.
+This process drops its own kept lists before the 202s (read your writes).
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from flask import Flask, current_app
+from redis.exceptions import RedisError
 
-from . import metrics, timeline, tracing
-from .db import get_db
+from . import contract, metrics, queueing, timeline, tracing
+from .db import Recorded, get_db
+from .errors import OverCapacity
 from .groupcommit import GroupCommit
-from .store import ListsChange, OverCapacity, Queueing, get_store
+from .store import get_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One submission waiting for its group's write, in its submitter's context (its job carries its request id)."""
+
+    index: int
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    accepted: float = field(default_factory=time.time)  # Unix seconds (the system page's timelines)
 
 
 class Accepted(NamedTuple):
@@ -43,49 +54,67 @@ class Accepted(NamedTuple):
 class Submissions:
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.group_commit: GroupCommit[Queueing, Accepted] = GroupCommit(self._write)
-        # Committed, lists-changes entry not appended yet: the next group's script appends it.
-        self._owed: ListsChange | None = None
+        self.group_commit: GroupCommit[Submission, Accepted] = GroupCommit(self._write)
 
     def submit(self, index: int) -> Accepted:
-        """Queue and record one submission of `index`; OverCapacity if refused, as it was alone."""
-        # Recorded here, in the submitter's context: its job carries its own
+        """Record and queue one submission of `index`; OverCapacity if refused, as it was alone."""
+        # Made here, in the submitter's context: its job carries its own
         # request id, and its trace continues under this span, whichever
-        # request writes the group (fibstack.queue is that write's).
+        # request writes the group.
         with tracing.span("fibstack.submission", **{"fibstack.index": index}):
-            return self.group_commit(get_store().prepare(index))
+            return self.group_commit(Submission(index))
 
-    def _write(self, group: list[Queueing]) -> list[Accepted | Exception]:
+    def _write(self, group: list[Submission]) -> list[Accepted | Exception]:
         store, database = get_store(), get_db()
         metrics.submission_group(len(group))
-        owed, self._owed = self._owed, None
-        try:
-            with database.connection() as conn:
-                queued = store.request_computations(group, announce=owed)
-                queued_at = time.time()
-                owed = None
-                accepted = [
-                    queueing.index
-                    for queueing, outcome in zip(group, queued.outcomes, strict=True)
-                    if not isinstance(outcome, OverCapacity)
-                ]
-                if accepted:
-                    database.record_submissions(conn, accepted)
-        finally:
-            if owed:  # this group's script never ran
-                store.announce(owed)
-        if accepted:
-            # Committed: this process's kept lists go at once (read your writes).
-            self.app.extensions["fibstack.listcache"].invalidate()
-            change = ListsChange(accepted, timeline.stamps(group, queued, queued_at, time.time()))
-            if self.group_commit.waiting():
-                self._owed = change  # the next write starts as this one returns
-            else:
-                store.announce(change)
-        return [
-            outcome if isinstance(outcome, OverCapacity) else Accepted(outcome, queued.statuses[queueing.index])
-            for queueing, outcome in zip(group, queued.outcomes, strict=True)
-        ]
+        indexes = [submission.index for submission in group]
+        jobs, batch_id = queueing.job_ids(store, indexes)
+        with database.connection() as conn:
+            recorded = database.record_submissions(conn, indexes, jobs)
+            committed_at = time.time()
+            first = {s.index: s for s in reversed(group)}  # each index's first submission: its job's context
+            to_queue = [(r.index, r.job, r.again) for r in recorded.values() if r.queued_now]
+            queued_jobs = queueing.jobs_for(to_queue, batch_id, lambda index: first[index].context)
+            change = queueing.ListsChange(indexes, timeline.stamps(group, recorded, committed_at, time.time()))
+            try:
+                answers = queueing.queue(store, queued_jobs, change=change)
+            except RedisError:
+                database.unrecord(conn, list(recorded.values()), jobs)
+                raise
+            refusals = {
+                index: answer
+                for job, answer in zip(queued_jobs, answers, strict=True)
+                if isinstance(answer, OverCapacity)
+                for index in job.indexes
+            }
+            if refusals:
+                database.unrecord(conn, [recorded[index] for index in refusals], jobs)
+        # Committed: this process's kept lists go at once (read your writes).
+        self.app.extensions["fibstack.listcache"].invalidate()
+        if refusals:
+            # The script appended no entry for the group: the one for what it kept, now the rest is undone.
+            kept = [s for s in group if s.index not in refusals]
+            if kept:
+                stamps = timeline.stamps(kept, recorded, committed_at, time.time())
+                _announce(queueing.ListsChange([s.index for s in kept], stamps))
+        return [refusals[s.index] if s.index in refusals else _accepted(s, first, recorded) for s in group]
+
+
+def _accepted(submission: Submission, first: dict[int, Submission], recorded: dict[int, Recorded]) -> Accepted:
+    """Queued if its index was queued now and this was the group's first submission of it (the others repeat it)."""
+    found = recorded[submission.index]
+    queued = found.queued_now and first[submission.index] is submission
+    return Accepted(queued, contract.public_status(found.index, found.fields))
+
+
+def _announce(change: queueing.ListsChange) -> None:
+    try:
+        queueing.announce(get_store(), change)
+    except RedisError as exc:
+        # Recorded and queued already: still a 202 (a 503 would make the
+        # client submit again). Lists elsewhere catch up within
+        # listcache.MAX_AGE_SECONDS.
+        log.warning("submissions recorded, but Redis failed after", extra={"error": str(exc)})
 
 
 def get_submissions() -> Submissions:

@@ -4,7 +4,8 @@ Read from what exists already, so it costs the submit and list paths
 nothing: the readiness checks, and one pipeline of Redis reads (RQ's queue
 and worker registry, the events stream the workers append to, the
 lists-changes stream the API appends to after each commit, the refusals
-stream admission control appends to, the API processes' heartbeats), then
+stream admission control appends to, the API processes' heartbeats, the
+reconcile pass's last figures), then
 one more for the few workers, the oldest job and the events of the last few
 submissions (timeline.py). Each process makes it at most once a second
 (Kept). It reveals no secret, hostname or address: workers and API
@@ -79,6 +80,7 @@ def answer() -> dict[str, Any]:
         "rates": None,
         "refused": None,
         "recent": None,
+        "reconcile": None,
     }
     if ready["redis"] == "ok":
         try:
@@ -100,7 +102,8 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
     reads.xrevrange(contract.REFUSALS_STREAM, min=since, count=WINDOW_ENTRIES_MAX)
     reads.xrevrange(contract.LISTS_CHANGES, count=contract.TIMELINE_MAX)  # idle or not: the last few
     reads.zcount(contract.API_PROCESSES, now - contract.API_ALIVE_SECONDS, "+inf")
-    depth, oldest, worker_keys, changes, refusals, last_changes, api_processes = reads.execute()
+    reads.hgetall(contract.RECONCILE_REPORT)
+    depth, oldest, worker_keys, changes, refusals, last_changes, api_processes, report = reads.execute()
     shown = timeline.submissions(last_changes)
 
     prefix = Worker.redis_worker_namespace_prefix.encode()
@@ -145,7 +148,22 @@ def snapshot(queue: Queue, now: float) -> dict[str, Any]:
         # Admission control's refusals in the window, by why: "queue" or "memory".
         "refused": reasons,
         "recent": timeline.drawn(shown, reversed(events), now),
+        "reconcile": _reconcile(report, now),
     }
+
+
+def _reconcile(report: dict[bytes, bytes], now: float) -> dict[str, Any] | None:
+    """The reconcile pass's last figures (contract.RECONCILE_REPORT), or None if there are none."""
+    try:
+        return {
+            "age_seconds": round(max(0.0, now - int(report[b"at"]) / 1000), 1),
+            "pending": int(report[b"pending"]),
+            "healed": int(report[b"healed"]),
+            "healed_total": int(report[b"healed_total"]),
+            "heal_within_seconds": int(report[b"within"]),
+        }
+    except (KeyError, ValueError):
+        return None
 
 
 def _age(enqueued_at: bytes | None, now: float) -> float | None:

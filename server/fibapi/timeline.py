@@ -1,7 +1,7 @@
 """The last few submissions, each as the timeline of its stages (the system page).
 
-accepted (the API validated it), queued (the queueing script ran),
-committed (its row is in Postgres), started and done (the worker's
+accepted (the API validated it), committed (its row is in Postgres),
+queued (the queueing script ran), started and done (the worker's
 computation), announced (the worker's event is in the stream every API
 process follows). Nothing is written for this alone: the API stamps the
 lists-changes entry it appends after each commit anyway, the worker the
@@ -20,18 +20,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import contract
-from .store import OverCapacity, Queued, Queueing
 
-# Stage names, in the order a new index normally passes them. The worker may
-# start before the commit (it takes the job as soon as it is queued): each
-# stage is given as the time since accepted, so the page shows what happened.
-STAGES = ("accepted", "queued", "committed", "started", "done", "announced")
-# The stage each one cannot happen before (the commit and the computation
-# both follow the queueing, in either order).
-AFTER = {"queued": "accepted", "committed": "queued", "started": "queued", "done": "started", "announced": "done"}
+if TYPE_CHECKING:
+    from . import submissions as submitted
+    from .db import Recorded
+
+# Stage names, in the order a new index passes them (Postgres first, then the
+# queue: docs/state.md). Each stage is given as the time since accepted.
+STAGES = ("accepted", "committed", "queued", "started", "done", "announced")
+# The stage each one cannot happen before.
+AFTER = {"committed": "accepted", "queued": "committed", "started": "queued", "done": "started", "announced": "done"}
 # The field only the worker's events carry, naming the job that ended (contract.EVENT_STAMPS).
 JOB_FIELD = contract.EVENT_STAMPS[0].encode()
 # Events are read from this long before the oldest shown submission, so a
@@ -39,16 +40,19 @@ JOB_FIELD = contract.EVENT_STAMPS[0].encode()
 CLOCK_MARGIN_MS = 5000
 
 
-def stamps(group: list[Queueing], queued: Queued, queued_at: float, committed_at: float) -> str:
-    """The lists-changes entry's timeline field for a committed group (contract.TIMELINE_FIELD)."""
-    outcomes = zip(group, queued.outcomes, strict=True)
-    admitted = [(q, outcome) for q, outcome in outcomes if not isinstance(outcome, OverCapacity)]
+def stamps(
+    group: list[submitted.Submission], recorded: dict[int, Recorded], committed_at: float, queued_at: float
+) -> str:
+    """The lists-changes entry's timeline field for a group's accepted submissions (contract.TIMELINE_FIELD)."""
+    first = {s.index: s for s in reversed(group)}
+    submissions = []
     # Only the last few are stamped: a big group costs no more than a small one.
-    submissions = [
-        [q.index, _ms(q.accepted), "queued" if outcome else queued.statuses[q.index]["status"], queued.jobs[q.index]]
-        for q, outcome in admitted[-contract.TIMELINE_MAX :]
-    ]
-    entry = {"queued": _ms(queued_at), "committed": _ms(committed_at), "submissions": submissions}
+    for s in group[-contract.TIMELINE_MAX :]:
+        found = recorded[s.index]
+        state = "queued" if found.queued_now and first[s.index] is s else found.fields["status"]
+        job = found.job if state in ("queued", contract.PENDING) else ""
+        submissions.append([s.index, _ms(s.accepted), state, job])
+    entry = {"committed": _ms(committed_at), "queued": _ms(queued_at), "submissions": submissions}
     return json.dumps(entry, separators=(",", ":"))
 
 
@@ -56,8 +60,8 @@ def stamps(group: list[Queueing], queued: Queued, queued_at: float, committed_at
 class Submission:
     index: int
     accepted: float  # Unix ms, as every stamp here
-    queued: float
     committed: float
+    queued: float
     state: str  # when it was queued: "queued" now, or "pending", "done", "failed" already
     job: str
 
@@ -69,7 +73,7 @@ def submissions(changes: Iterable[tuple[bytes, dict[bytes, bytes]]]) -> list[Sub
         try:
             entry = json.loads(fields[contract.TIMELINE_FIELD.encode()])
             group = [
-                Submission(int(index), float(accepted), float(entry["queued"]), float(entry["committed"]), state, job)
+                Submission(int(index), float(accepted), float(entry["committed"]), float(entry["queued"]), state, job)
                 for index, accepted, state, job in entry["submissions"]
             ]
         except (KeyError, ValueError, TypeError):
@@ -121,7 +125,7 @@ def drawn(
 
 
 def _drawn(s: Submission, computed: tuple[str | None, float, float, float] | None, now: float) -> dict[str, Any]:
-    at = {"accepted": s.accepted, "queued": s.queued, "committed": s.committed}
+    at = {"accepted": s.accepted, "committed": s.committed, "queued": s.queued}
     if computed is not None:
         outcome, at["started"], at["done"], at["announced"] = computed
     elif s.state in (contract.DONE, contract.FAILED):

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from . import contract, metrics
+from . import cache, contract, metrics, queueing
 from .db import get_db
 from .errors import APIError
 from .store import get_store
@@ -37,7 +37,7 @@ def _request_body() -> bytes:
 @bp.post("")
 def submit() -> tuple[dict[str, Any], int]:
     index = parse_submission(_request_body(), request.content_type, current_app.config["MAX_INDEX"])
-    # Queued and committed (with whatever else this process was taking at
+    # Committed and queued (with whatever else this process was taking at
     # the same moment) before this returns; submissions.py says in what order.
     accepted = get_submissions().submit(index)
     metrics.submission(accepted.queued)
@@ -53,16 +53,14 @@ def all_submissions() -> list[dict[str, int]]:
 
 
 def _recent_statuses() -> list[dict[str, Any]]:
-    """Status objects of the most recently submitted distinct indexes, newest first."""
+    """Status objects of the most recently submitted distinct indexes, newest first: Postgres alone.
+
+    Never Redis: whatever it lost, the lists are right, and a list read
+    never queues work (the reconcile pass queues what Redis lost).
+    """
     with get_db().connection() as conn:
-        indexes = get_db().recent_indexes(conn, current_app.config["RECENT_LIMIT"])
-    found = []
-    for index, status in get_store().statuses(indexes).items():
-        # Unknown to Redis only after it lost its data, and then the reconcile
-        # loop queues every recorded index: a list read never queues work
-        # (it did, and under memory pressure that fed itself).
-        found.append(status or contract.public_status(index, {}))
-    return found
+        states = get_db().recent_states(conn, current_app.config["RECENT_LIMIT"])
+    return [contract.public_status(index, fields) for index, fields in states]
 
 
 @bp.get("/current")
@@ -88,18 +86,12 @@ def _status_or_404(index: int) -> dict[str, Any]:
         # asking Redis or Postgres (an index of 2^63 or more would reach
         # Postgres as a numeric, which cannot use the primary key).
         raise APIError(404, "not_found", f"index {index} is above the largest index, {max_index:,}")
-    store = get_store()
-    status = store.status(index)
-    if status is not None:
-        return status
-    with get_db().connection() as conn:
-        recorded = get_db().is_recorded(conn, index)
-    if not recorded:
+    # The cache, else Postgres (which is the truth): never queues work; a
+    # pending index Redis lost is the reconcile pass's to queue.
+    status = cache.status(get_store(), get_db(), index)
+    if status is None:
         raise APIError(404, "not_found", f"index {index} has never been submitted")
-    # Recorded, so accepted once: queued again whatever the load (the
-    # reconcile loop would queue it too).
-    store.request_computation(index, admit=False)
-    return store.status(index) or contract.public_status(index, {})
+    return status
 
 
 # How soon a client should ask again for a value being recomputed.
@@ -114,11 +106,15 @@ def one(index: int) -> dict[str, Any]:
 @bp.get("/<int:index>/decimal")
 def decimal(index: int) -> Response:
     status = _status_or_404(index)
+    headers = {"Content-Disposition": f'attachment; filename="fibonacci-{index}.txt"'}
+    if status["value"] is not None:
+        # Short enough to be in its status (Postgres has it too): no Redis needed.
+        return Response(status["value"], mimetype="text/plain", headers=headers)
     store = get_store()
-    length = store.decimal_length(index) if status["status"] == contract.DONE else 0
+    length = cache.decimal_length(store, index) if status["status"] == contract.DONE else 0
     if not length and status["status"] == contract.DONE:
-        # Dropped to keep the values within their budget: computed again, once however many ask.
-        store.recompute(index)
+        # Not in the cache (dropped to make room, or Redis lost it): computed again, once however many ask.
+        queueing.recompute(store, index)
         raise APIError(
             409,
             "recomputing",
@@ -127,12 +123,8 @@ def decimal(index: int) -> Response:
         )
     if not length:
         raise APIError(404, "not_computed", f"F({index}) is not computed yet; try again when its status is done")
-    store.touch_value(index)
     return Response(
-        stream_with_context(store.stream_decimal(index, length)),
+        stream_with_context(cache.stream_decimal(store, index, length)),
         mimetype="text/plain",
-        headers={
-            "Content-Length": str(length),
-            "Content-Disposition": f'attachment; filename="fibonacci-{index}.txt"',
-        },
+        headers={"Content-Length": str(length), **headers},
     )

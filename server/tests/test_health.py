@@ -128,15 +128,16 @@ def test_api_starts_while_postgres_is_still_down(tmp_path: Path, redis_server: R
 
 def test_full_redis_gives_503_and_records_nothing(app, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import redis.exceptions
+    from fibapi import queueing
 
-    def full(group: object, admit: bool = True, announce: object = ()) -> list[bool]:
+    def full(*args: object, **kwargs: object) -> list[bool]:
         raise redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'.")
 
-    monkeypatch.setattr(app.extensions["fibstack.store"], "request_computations", full)
+    monkeypatch.setattr(queueing, "queue", full)
     response = client.post("/api/values", json={"index": "3"})
     assert response.status_code == 503
     assert response.get_json()["code"] == "redis_full"
-    assert client.get("/api/values/all").get_json() == []
+    assert client.get("/api/values/all").get_json() == []  # recorded, then undone
 
 
 @pytest.fixture

@@ -115,12 +115,13 @@ def test_a_browser_revalidating_gets_304_until_something_changes(client: FlaskCl
     assert changed.get_json()[0]["index"] == 4
 
 
-def test_a_change_behind_fibstacks_back_shows_within_the_age_bound(client: FlaskClient, redis_client: Redis) -> None:
-    # Redis flushed and edited by hand: no stream entry tells of it; the kept answer ages out.
+def test_a_change_behind_fibstacks_back_shows_within_the_age_bound(
+    client: FlaskClient, pg_conn: psycopg.Connection
+) -> None:
+    # Postgres edited by hand: no stream entry tells of it; the kept answer ages out.
     assert client.post("/api/values", json={"index": "5"}).status_code == 202
     assert client.get("/api/values/current").get_json() == {"5": contract.NOTHING_YET}
-    redis_client.flushall()
-    redis_client.hset(contract.status_key(5), mapping=contract.failed_fields("lost"))
+    pg_conn.execute("UPDATE indexes SET status = 'failed', error = 'lost' WHERE number = 5")
     deadline = time.monotonic() + listcache.MAX_AGE_SECONDS + 0.5
     while client.get("/api/values/current").get_json() != {"5": "Failed: lost"}:
         assert time.monotonic() < deadline, "the kept answer outlived MAX_AGE_SECONDS"

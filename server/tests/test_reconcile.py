@@ -1,135 +1,176 @@
-"""Redis flushed or restarted empty: every recorded index is computed again."""
+"""The reconcile pass: whatever Redis lost, every index Postgres has pending gets a live job.
+
+Against real Postgres and Redis. The grace is 0 here (the pass looks at
+every pending index at once) but in the test of the grace itself.
+"""
 
 from __future__ import annotations
 
-import time
-
 import gmpy2
 import psycopg
-import pytest
-from fibapi import contract
-from fibapi.reconcile import reconcile
+from fibapi import contract, reconcile
+from fibapi.db import Database
+from fibapi.metrics import HEALED
 from flask import Flask
 from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from stack.servers import RedisServer
 
-
-def run_reconcile(app: Flask) -> int | None:
-    return reconcile(app.extensions["fibstack.db"], app.extensions["fibstack.store"])
+QUEUE = f"rq:queue:{contract.QUEUE_NAME}"
 
 
-def test_fresh_install_has_nothing_to_queue(app: Flask, redis_client: Redis) -> None:
-    assert run_reconcile(app) == 0
-    assert redis_client.exists(contract.RECONCILED_MARKER)
-    assert run_reconcile(app) is None  # marker present: nothing to do
+def run_pass(app: Flask, grace: float = 0.0) -> reconcile.Pass | None:
+    return reconcile.reconcile(app.extensions["fibstack.db"], app.extensions["fibstack.store"], grace)
 
 
-def test_flush_requeues_every_recorded_index(
+def healed_by(app: Flask, grace: float = 0.0) -> tuple[int, int]:
+    """(pending looked at, healed) by one pass."""
+    done = run_pass(app, grace)
+    assert done is not None
+    return done.pending, done.healed
+
+
+def queued_indexes(redis_client: Redis) -> list[int]:
+    """Every index the queued jobs will compute, in the queue's order."""
+    found = []
+    for job_id in redis_client.lrange(QUEUE, 0, -1):
+        job = Job.fetch(job_id.decode(), connection=redis_client, serializer=JSONSerializer)
+        found += job.args[0] if isinstance(job.args[0], list) else [job.args[0]]
+    return found
+
+
+def jobs_of(pg_conn: psycopg.Connection) -> dict[int, str]:
+    return dict(pg_conn.execute("SELECT number, job FROM indexes").fetchall())
+
+
+def test_nothing_is_healed_when_nothing_was_lost(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
+    assert healed_by(app) == (0, 0)
+    client.post("/api/values", json={"index": 9})  # queued, not run
+    assert healed_by(app) == (1, 0)
+    assert queued_indexes(redis_client) == [9]
+
+
+def test_a_flush_heals_every_pending_index_and_computes_nothing_done_again(
     app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
 ) -> None:
-    run_reconcile(app)
     for index in (3, 4, 4, 30):
         client.post("/api/values", json={"index": index})
     drain(redis_server.port)
+    for index in (5, 6):
+        client.post("/api/values", json={"index": index})  # accepted, their jobs not run yet
     redis_client.flushall()
-
-    assert run_reconcile(app) == 3  # each distinct index once
+    # The lists are right at once: Postgres has every state, the results too.
     assert client.get("/api/values/current").get_json() == {
-        "30": "Nothing yet!",
-        "4": "Nothing yet!",
-        "3": "Nothing yet!",
+        "6": "Nothing yet!",
+        "5": "Nothing yet!",
+        "30": "832040",
+        "4": "3",
+        "3": "2",
     }
+    before = HEALED._value.get()  # type: ignore[attr-defined]
+    assert healed_by(app) == (2, 2)
+    assert HEALED._value.get() - before == 2  # type: ignore[attr-defined]
+    assert sorted(queued_indexes(redis_client)) == [5, 6]
+    report = redis_client.hgetall(contract.RECONCILE_REPORT)
+    assert (report[b"pending"], report[b"healed"], report[b"healed_total"]) == (b"2", b"2", b"2")
     drain(redis_server.port)
-    assert client.get("/api/values/current").get_json() == {"30": "832040", "4": "3", "3": "2"}
+    assert client.get("/api/values/current").get_json()["6"] == "8"
+    assert healed_by(app) == (0, 0)
 
 
-def test_reconcile_skips_what_is_already_queued_or_done(
-    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+def test_a_partial_loss_heals_exactly_what_was_lost(
+    app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis, redis_server: RedisServer
 ) -> None:
-    client.post("/api/values", json={"index": 8})
+    for index in range(100, 120):
+        client.post("/api/values", json={"index": index})
+    jobs = jobs_of(pg_conn)
+    for index in (101, 107, 113):
+        redis_client.delete(Job.key_for(jobs[index]))  # a job's key lost
+    for index in (102, 108):
+        redis_client.lrem(QUEUE, 0, jobs[index])  # still "queued", but in no list the workers take from
+    assert healed_by(app) == (20, 5)
+    again = jobs_of(pg_conn)
+    assert {index for index in jobs if again[index] != jobs[index]} == {101, 102, 107, 108, 113}
+    assert healed_by(app) == (20, 0)  # healed once, not twice
     drain(redis_server.port)
-    client.post("/api/values", json={"index": 9})  # queued, not run
-    assert run_reconcile(app) == 0
-    assert redis_client.llen(f"rq:queue:{contract.QUEUE_NAME}") == 1
+    done = pg_conn.execute("SELECT count(*) FROM indexes WHERE status = 'done'").fetchone()
+    assert done == (20,)
+    assert client.get("/api/values/119").get_json()["value"] == str(gmpy2.fib(119))
 
 
-@pytest.mark.parametrize("holder", ["another process"])
-def test_only_one_process_reconciles_at_a_time(app: Flask, redis_client: Redis, holder: str) -> None:
-    redis_client.set(f"{contract.PREFIX}:reconcile-lock", holder)
-    assert run_reconcile(app) is None
-    assert not redis_client.exists(contract.RECONCILED_MARKER)
-
-
-def test_an_index_resubmitted_as_its_last_job_is_cleaned_up_still_finishes(
-    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+def test_a_job_started_by_a_worker_that_is_gone_is_healed_and_one_alive_is_not(
+    app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
 ) -> None:
-    """The race that left an index pending for ever, replayed step by step."""
-    from fibworker import results
-    from rq.job import Job
-
-    store = app.extensions["fibstack.store"]
-    assert client.post("/api/values", json={"index": "7"}).status_code == 202
-    first_job = redis_client.hget(contract.status_key(7), "job").decode()
-    # The worker runs the job: the value and "done" are written first...
-    redis_client.lpop(f"rq:queue:{contract.QUEUE_NAME}")
-    results.store_done(redis_client, first_job, results.Computed(7, "13", 0.01, time.time()), 3600)
-    # ...then, before RQ deletes the finished job's hash, the value is dropped
-    # and someone downloads it: a new job is queued.
-    redis_client.delete(contract.decimal_key(7))
-    assert store.recompute(7)
-    # Now RQ's clean-up of the first job runs. With one id per index it
-    # deleted the new job's hash, and the value never came back.
-    redis_client.delete(Job.key_for(first_job))
-    drain(redis_server.port)
-    assert client.get("/api/values/7").get_json()["status"] == "done"
-    assert redis_client.get(contract.decimal_key(7)) == b"13"
-    assert redis_client.zcard(contract.PENDING_SINCE) == 0
+    for index in (21, 22):
+        client.post("/api/values", json={"index": index})
+    jobs = jobs_of(pg_conn)
+    for index, worker in ((21, "gone"), (22, "alive")):
+        redis_client.lrem(QUEUE, 0, jobs[index])
+        redis_client.hset(Job.key_for(jobs[index]), mapping={"status": "started", "worker_name": worker})
+    redis_client.set(contract.worker_alive_key("alive"), "1", ex=30)
+    assert healed_by(app) == (2, 1)
+    assert queued_indexes(redis_client) == [21]
 
 
-def test_the_sweeper_requeues_an_index_whose_job_is_gone_and_nothing_else(
-    app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+def test_an_index_is_left_alone_while_it_is_new(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
+    client.post("/api/values", json={"index": 23})
+    redis_client.flushall()  # its job lost at once
+    assert healed_by(app, grace=10) == (0, 0)  # maybe still being queued: not yet
+    assert healed_by(app) == (1, 1)
+
+
+def test_only_one_process_makes_a_pass_at_a_time(app: Flask, pg_conn: psycopg.Connection) -> None:
+    pg_conn.execute("SELECT pg_advisory_lock(%s)", (reconcile.LOCK_ID,))
+    try:
+        assert run_pass(app) is None
+    finally:
+        pg_conn.execute("SELECT pg_advisory_unlock(%s)", (reconcile.LOCK_ID,))
+    assert run_pass(app) is not None
+
+
+def test_a_result_or_a_new_job_recorded_meanwhile_wins_over_a_heal(
+    app: Flask, client: FlaskClient, pg_conn: psycopg.Connection
 ) -> None:
-    from fibapi.reconcile import sweep_stuck
-    from rq.job import Job
-
-    store = app.extensions["fibstack.store"]
-    for index in (8, 9):
-        assert client.post("/api/values", json={"index": str(index)}).status_code == 202
-    lost = redis_client.hget(contract.status_key(8), "job").decode()
-    redis_client.delete(Job.key_for(lost))  # however it happened, 8 has no job left
-    redis_client.lrem(f"rq:queue:{contract.QUEUE_NAME}", 0, lost)
-    assert sweep_stuck(store, older_than_seconds=3600) == []  # too recent to judge
-    assert sweep_stuck(store, older_than_seconds=0) == [8]  # 9's job is still queued
-    assert sweep_stuck(store, older_than_seconds=0) == []  # and 8 has one again
-    drain(redis_server.port)
-    assert [client.get(f"/api/values/{i}").get_json()["status"] for i in (8, 9)] == ["done", "done"]
-    assert sweep_stuck(store, older_than_seconds=0) == []
-    assert redis_client.zcard(contract.PENDING_SINCE) == 0
+    for index in (24, 25):
+        client.post("/api/values", json={"index": index})
+    jobs = jobs_of(pg_conn)
+    pg_conn.execute("UPDATE indexes SET status = 'done', digits = 5, head = '46368' WHERE number = 24")
+    pg_conn.execute("UPDATE indexes SET job = 'fib-25-newer' WHERE number = 25")
+    with app.extensions["fibstack.db"].connection() as conn:
+        assert Database.requeue(conn, [(24, jobs[24]), (25, jobs[25])], "fib-24-heal") == []
+    assert jobs_of(pg_conn)[25] == "fib-25-newer"
 
 
-def test_recovery_queues_batches_not_one_job_per_index(
+def test_healing_many_queues_batches_not_one_job_per_index(
     app: Flask, client: FlaskClient, redis_client: Redis, redis_server: RedisServer, pg_conn: psycopg.Connection
 ) -> None:
-    client.post("/api/values", json={"index": 0})  # creates the tables
-    pg_conn.execute("INSERT INTO indexes (number) SELECT generate_series(1, 2499)")
-    redis_client.flushall()
-    client.post("/api/values", json={"index": 2000})  # queued on its own before the recovery
-
-    assert run_reconcile(app) == 2499
-    assert redis_client.llen(f"rq:queue:{contract.QUEUE_NAME}") == 1 + 3  # 1,000 per batch at most
+    # As a database an older fibstack made finds itself after the upgrade: all pending, no job.
+    pg_conn.execute("INSERT INTO indexes (number) SELECT generate_series(0, 2499)")
+    assert healed_by(app) == (2500, 2500)
+    assert redis_client.llen(QUEUE) == 3  # 1,000 per batch at most
     drain(redis_server.port)
-    statuses = [redis_client.hget(contract.status_key(index), "status") for index in range(2500)]
-    assert statuses == [b"done"] * 2500
-    assert redis_client.get(contract.decimal_key(2499)) == gmpy2.fib(2499).digits().encode()
-    assert redis_client.zcard(contract.PENDING_SINCE) == 0
+    statuses = pg_conn.execute("SELECT status, count(*) FROM indexes GROUP BY status").fetchall()
+    assert statuses == [("done", 2500)]
+    assert client.get("/api/values/2499/decimal").data == gmpy2.fib(2499).digits().encode()
 
 
 def test_a_batch_is_bounded_by_its_work_too() -> None:
-    from fibapi.reconcile import BATCH_MAX_WORK, batches
+    big = reconcile.BATCH_MAX_WORK // 2 + 1
+    assert list(reconcile.batches([1, 2, big, big, 3])) == [[1, 2, big], [big, 3]]
+    assert [len(batch) for batch in reconcile.batches(range(2500))] == [1000, 1000, 500]
 
-    big = BATCH_MAX_WORK // 2 + 1
-    assert list(batches([1, 2, big, big, 3])) == [[1, 2, big], [big, 3]]
-    assert [len(batch) for batch in batches(range(2500))] == [1000, 1000, 500]
+
+def test_keys_an_older_version_left_are_removed_once(app: Flask, redis_client: Redis) -> None:
+    store = app.extensions["fibstack.store"]
+    for index in range(2500):
+        redis_client.hset(f"fib:v1:status:{index}", mapping={"status": "done"})
+    redis_client.set("someone-elses", "1")
+    assert reconcile.forget_old_keys(store) == 2500
+    assert redis_client.keys("fib:v1:*") == []
+    assert redis_client.get("someone-elses") == b"1"
+    redis_client.set("fib:v1:status:1", "x")
+    assert reconcile.forget_old_keys(store) == 0  # once per Redis: a flush would make it look again

@@ -39,7 +39,24 @@ def test_an_idle_system(client: FlaskClient) -> None:
         "rate_capped": False,
     }
     assert body["refused"] == {}
+    assert body["reconcile"] is None  # no pass yet
     assert body["window_seconds"] == system.WINDOW_SECONDS
+
+
+def test_the_reconcile_pass_shows_what_it_healed(client: FlaskClient, redis_client: Redis) -> None:
+    from fibapi import reconcile
+
+    app = client.application
+    for index in (34, 35):
+        assert client.post("/api/values", json={"index": index}).status_code == 202
+    redis_client.flushall()  # their jobs lost
+    reconcile.reconcile(app.extensions["fibstack.db"], app.extensions["fibstack.store"], grace_seconds=0)
+    shown = get(client)["reconcile"]
+    assert isinstance(shown, dict)
+    assert (shown["pending"], shown["healed"], shown["healed_total"]) == (2, 2, 2)
+    assert 0 <= shown["age_seconds"] < 5
+    settings = app.extensions["fibstack.settings"]
+    assert shown["heal_within_seconds"] == settings.reconcile_grace_seconds + settings.reconcile_interval_seconds
 
 
 def test_submissions_show_in_the_queue_and_the_rate(client: FlaskClient) -> None:

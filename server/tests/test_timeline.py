@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
 import pytest
 from fibapi import contract, system, timeline
 from flask.testing import FlaskClient
@@ -98,8 +99,8 @@ def test_a_computation_is_joined_by_its_job_not_its_index() -> None:
     (drawn,) = timeline.drawn(shown, events, now=2.0)
     assert drawn["stages"] == {
         "accepted": 0.0,
-        "queued": 1.0,
-        "committed": 2.0,
+        "committed": 1.0,
+        "queued": 2.0,
         "started": 3.0,
         "done": 4.0,
         "announced": 5.0,
@@ -113,22 +114,24 @@ def test_a_clock_behind_shows_a_stage_with_the_one_it_follows_never_before() -> 
     # The worker's clock 0.1 s behind the API's, Redis's whole milliseconds behind the worker's.
     assert drawn["stages"] == {
         "accepted": 0.0,
-        "queued": 1.0,
-        "committed": 2.0,
-        "started": 1.0,
-        "done": 1.0,
-        "announced": 1.0,
+        "committed": 1.0,
+        "queued": 2.0,
+        "started": 2.0,
+        "done": 2.0,
+        "announced": 2.0,
     }
 
 
-def test_each_lists_changes_entry_carries_its_groups_stamps(client: FlaskClient, redis_client: Redis) -> None:
+def test_each_lists_changes_entry_carries_its_groups_stamps(
+    client: FlaskClient, redis_client: Redis, pg_conn: psycopg.Connection
+) -> None:
     client.post("/api/values", json={"index": 93})
     ((_, fields),) = redis_client.xrange(contract.LISTS_CHANGES)
     stamps = json.loads(fields[contract.TIMELINE_FIELD.encode()])
     ((index, accepted, state, job),) = stamps["submissions"]
     assert (index, state) == (93, "queued")
-    assert job == redis_client.hget(contract.status_key(93), "job").decode()
-    assert accepted <= stamps["queued"] <= stamps["committed"]
+    assert (job,) == pg_conn.execute("SELECT job FROM indexes WHERE number = 93").fetchone()
+    assert accepted <= stamps["committed"] <= stamps["queued"]  # Postgres first, then the queue
 
 
 def _raw(entry: dict[str, str]) -> dict[bytes, bytes]:

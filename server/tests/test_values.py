@@ -217,23 +217,45 @@ def test_wrong_method_is_json_405(client: FlaskClient) -> None:
     assert "GET" in response.headers["Allow"]
 
 
-def test_evicted_value_is_recomputed_on_demand(
+def test_a_value_the_cache_lost_is_computed_again_when_asked_for(
+    client: FlaskClient, redis_client: Redis, redis_server: RedisServer
+) -> None:
+    submit(client, "5000")  # 1,045 digits: too long for its status, so in the cache only
+    drain(redis_server.port)
+    assert redis_client.hexists(contract.CACHE_SIZES, contract.decimal_key(5000))
+    redis_client.delete(contract.decimal_key(5000))  # as if dropped for memory
+    response = client.get("/api/values/5000/decimal")
+    assert response.status_code == 409
+    assert response.get_json()["code"] == "recomputing"
+    assert queued_jobs(redis_client) == 1
+    assert client.get("/api/values/5000/decimal").status_code == 409  # asked again: still one job
+    assert queued_jobs(redis_client) == 1
+    drain(redis_server.port)
+    assert client.get("/api/values/5000/decimal").data == gmpy2.fib(5000).digits().encode()
+
+
+def test_a_status_redis_lost_is_read_from_postgres_and_cached_again(
     client: FlaskClient, redis_client: Redis, redis_server: RedisServer
 ) -> None:
     submit(client, "20")
     drain(redis_server.port)
-    redis_client.delete(contract.decimal_key(20))  # as if dropped for memory
-    assert client.get("/api/values/20/decimal").status_code == 409  # "recomputing"
-    assert queued_jobs(redis_client) == 1
-    drain(redis_server.port)
+    redis_client.flushall()
+    status = client.get("/api/values/20").get_json()
+    assert (status["status"], status["value"]) == ("done", "6765")
+    assert queued_jobs(redis_client) == 0  # known: never computed again for a read
+    assert redis_client.hget(contract.status_key(20), "value") == b"6765"  # put back
+    assert redis_client.zscore(contract.CACHE_BY_USE, contract.status_key(20)) is not None
+    # A short value is in its status, so it downloads whatever the cache holds.
+    redis_client.flushall()
     assert client.get("/api/values/20/decimal").data == b"6765"
-    # counted once, not twice
-    assert int(redis_client.get(contract.VALUES_BYTES)) == redis_client.memory_usage(contract.decimal_key(20))
+    assert client.get("/api/values/current").get_json() == {"20": "6765"}
+    assert queued_jobs(redis_client) == 0
 
-    redis_client.delete(contract.status_key(20), contract.decimal_key(20))
-    assert client.get("/api/values/20").get_json()["status"] == "pending"
-    drain(redis_server.port)
-    assert client.get("/api/values/20").get_json()["value"] == "6765"
+
+def test_a_pending_status_is_never_cached(client: FlaskClient, redis_client: Redis) -> None:
+    submit(client, "12")
+    assert client.get("/api/values/12").get_json()["status"] == "pending"
+    assert not redis_client.exists(contract.status_key(12))
 
 
 def test_events_are_appended_for_each_status_change(

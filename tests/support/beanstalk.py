@@ -352,7 +352,7 @@ def check_secrets_held(data: DataServices, containers: dict[str, str]) -> None:
     """What each running container holds in its environment: its own secrets, no other; the router none."""
     values = {path.rsplit("/", 1)[1]: value for path, value in data.secrets().items()}
     uses = {"migrate": {"PGPASSWORD", "MIGRATION_PGPASSWORD"}, "api": {"PGPASSWORD", "REDIS_PASSWORD"},
-            "worker": {"REDIS_PASSWORD"}, "client": set(), "router": set()}  # fmt: skip
+            "worker": {"PGPASSWORD", "REDIS_PASSWORD"}, "client": set(), "router": set()}  # fmt: skip
     for name, container in containers.items():
         env = docker("inspect", "--format", "{{json .Config.Env}}", container).stdout
         held = {secret for secret, value in values.items() if value in env}

@@ -38,7 +38,9 @@ API_READS = names_read_by(
 )
 # The migration step (python -m fibapi.migrate), in the API's image.
 MIGRATION_READS = names_read_by(REPO / "server/fibapi/migrate.py", REPO / "server/fibapi/pgconf.py")
-WORKER_READS = names_read_by(REPO / "worker/fibworker/config.py", REPO / "worker/fibworker/redisconf.py")
+WORKER_READS = names_read_by(
+    REPO / "worker/fibworker/config.py", REPO / "worker/fibworker/pgconf.py", REPO / "worker/fibworker/redisconf.py"
+)
 
 
 def router_reads() -> set[str]:

@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
-from . import heartbeat, logs, metrics, tracing
+from . import heartbeat, logs, metrics, recorder, tracing
 from .config import ConfigError, Settings
+from .database import Database, wait_until_ready
 from .jobqueue import FibJob, fib_queue
 from .liveness import Liveness, requeue_orphans
 
@@ -96,14 +97,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     tracing.init()
+    heartbeat_file = Path(settings.heartbeat_file)
     connection = Redis(**settings.redis.client_kwargs(), socket_connect_timeout=5)
-    wait_for_redis(connection, Path(settings.heartbeat_file), settings.redis.describe())
+    wait_for_redis(connection, heartbeat_file, settings.redis.describe())
+    database = Database(settings.postgres)
+
+    def waiting_for_postgres(why: str) -> None:
+        heartbeat.touch(heartbeat_file)  # waiting is not being stuck
+        log.warning("waiting for Postgres", extra={"postgres": settings.postgres.describe(), "error": why})
+
+    # Results are recorded there before anything else: no job is taken until it answers, migrated.
+    wait_until_ready(database, waiting_for_postgres)
+    recording = recorder.Recorder(database, connection, settings.cache_max_bytes, heartbeat_file)
+    recording.start()
+    recorder.install(recording)
     queue = fib_queue(connection)
     worker = FibWorker(
         [queue],
         connection=connection,
         worker_ttl=heartbeat.RQ_WORKER_TTL,
-        heartbeat_file=Path(settings.heartbeat_file),
+        heartbeat_file=heartbeat_file,
     )
     if settings.metrics_port:
         try:
@@ -122,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM/SIGINT: RQ finishes the current job, then returns (warm shutdown).
         worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
+        # What the last jobs handed in is recorded before the worker says it is gone.
+        recording.stop()
         liveness.stop()
+        database.close()
     return 0
 
 

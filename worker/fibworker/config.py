@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .pgconf import PostgresSettings, postgres_settings
 from .redisconf import RedisSettings, redis_settings
 
 
@@ -16,11 +17,14 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Settings:
     redis: RedisSettings
-    # The computed values kept in Redis take what its maxmemory leaves, read
-    # at each store (results.py, values.lua); past it the least recently used
-    # are dropped (the API recomputes one when asked). This caps them lower
-    # still; 0: no cap of its own.
-    values_max_bytes: int = 0
+    # Where each result is recorded before it is announced (recorder.py): as
+    # the API's role, which owns the tables.
+    postgres: PostgresSettings
+    # The cache in Redis (statuses and values: cache.lua) takes what its
+    # maxmemory leaves, read at each store; past it the least recently used
+    # are dropped (read from Postgres again, or recomputed when asked). This
+    # caps it lower still; 0: no cap of its own.
+    cache_max_bytes: int = 0
     # After this long without a heartbeat a worker counts as dead and its job
     # is re-queued (see liveness.py).
     liveness_ttl_seconds: int = 10
@@ -57,7 +61,8 @@ class Settings:
 
         settings = cls(
             redis=redis_settings(env, problems),
-            values_max_bytes=integer("VALUES_MAX_BYTES", cls.values_max_bytes, 0, 2**40),
+            postgres=postgres_settings(env, problems),
+            cache_max_bytes=integer("CACHE_MAX_BYTES", cls.cache_max_bytes, 0, 2**40),
             liveness_ttl_seconds=integer("WORKER_LIVENESS_TTL_SECONDS", 10, 3, 3600),
             heartbeat_file=env.get("WORKER_HEARTBEAT_FILE", "").strip() or cls.heartbeat_file,
             stall_seconds=integer("WORKER_STALL_SECONDS", cls.stall_seconds, 2, 86_400),
@@ -66,6 +71,8 @@ class Settings:
         )
         if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             problems.append(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+        if "VALUES_MAX_BYTES" in env:
+            problems.append("VALUES_MAX_BYTES is now CACHE_MAX_BYTES: it bounds the cached statuses too")
         if problems:
             raise ConfigError("invalid worker configuration:\n  - " + "\n  - ".join(problems))
         return settings

@@ -31,9 +31,18 @@ COMPUTE_SECONDS = Histogram(
 )
 DIGITS = Counter("fibstack_worker_digits", "Decimal digits produced")
 REQUEUED = Counter("fibstack_worker_requeued_jobs", "Jobs of dead workers put back in the queue")
+RECORDED_GROUPS = Histogram(
+    "fibstack_worker_recorded_group_size",
+    "Results recorded together (one UPDATE and one commit in Postgres, one Redis transaction: recorder.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 200),
+)
 
 REPORTER_KEY = f"{contract.PREFIX}:queue-metrics-reporter"
 REPORTER_SECONDS = 30
+
+
+def recorded(size: int) -> None:
+    RECORDED_GROUPS.observe(size)
 
 
 def computed(seconds: float, digits: int) -> None:

@@ -1,8 +1,13 @@
-"""Writing results and status changes to Redis, and announcing them."""
+"""The Redis side of a recorded result: its cached status (and value), and its event.
+
+Only ever after Postgres has it (recorder.py): the cache and the events are
+copies of what Postgres says, never the other way round.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,22 @@ class Computed:
     compute_ms: float
     started: float  # Unix seconds: when its computation began (the system page's "started")
 
+    def fields(self) -> dict[str, str]:
+        """Its status hash (contract.done_fields), as Postgres records it and the cache keeps it."""
+        return contract.done_fields(self.decimal, self.compute_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A computation and the job that made it, as the recorder takes it."""
+
+    job_id: str
+    computed: Computed
+
+
+# Puts entries into the cache and keeps it within its budget (cache.lua; the API carries a copy).
+CACHE_PUT = Path(__file__).with_name("cache.lua").read_text()
+
 
 def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str], job_id: str, started: float) -> None:
     """Queue an event carrying the same object as GET /api/values/{n} (and telling the API its lists changed).
@@ -31,81 +52,42 @@ def announce(pipe: Pipeline | Redis, index: int, fields: dict[str, str], job_id:
     pipe.xadd(contract.EVENTS_STREAM, entry, maxlen=contract.EVENTS_MAXLEN, approximate=True)
 
 
-# Stores a value and drops the least recently used ones past the budget (values.lua).
-STORE_VALUE = Path(__file__).with_name("values.lua").read_text()
-
-# What the values leave free of Redis's maxmemory: room for the results of
-# the work already accepted (the API stops accepting new work well before,
-# ADMISSION_MEMORY_PERCENT), RQ's own writes, a stored value's copy in flight
-# (a transaction holds it until it runs), and clients' buffers. Without a
-# maxmemory, Redis would grow until the machine ran out: the values then take
-# at most VALUES_BYTES_WITHOUT_MAXMEMORY.
-VALUES_RESERVE_PERCENT = 10
-VALUES_RESERVE_MIN_BYTES = 8 * 1024 * 1024
-VALUES_BYTES_WITHOUT_MAXMEMORY = 128 * 1024 * 1024
-
-
-def store_done(connection: Redis, job_id: str, computed: Computed, values_max_bytes: int) -> list[int]:
-    """Store a computed value and announce it, atomically (MULTI/EXEC); the indexes whose values were dropped."""
-    return store_many_done(connection, job_id, [computed], values_max_bytes)
-
-
-def store_many_done(connection: Redis, job_id: str, computed: list[Computed], values_max_bytes: int) -> list[int]:
-    """store_done for each of `computed` (all by the job `job_id`), in one transaction: one round trip for them all."""
+def cache_and_announce_done(connection: Redis, results: Sequence[Result], cache_max_bytes: int) -> list[str]:
+    """Cache each result's status (and its value if too long for the status) and announce it, in one
+    transaction, one round trip; the cache's keys dropped to make room."""
+    entries = []
+    for result in results:
+        computed = result.computed
+        entries.append(contract.status_entry(computed.index, computed.fields()))
+        if len(computed.decimal) > contract.SHORT_VALUE_MAX_DIGITS:
+            entries.append((contract.CACHE_STRING, contract.decimal_key(computed.index), [computed.decimal]))
     with connection.pipeline(transaction=True) as pipe:
-        scripts = []  # where each values.lua reply will be among the transaction's replies
-        for one in computed:
-            scripts.append(len(pipe.command_stack))
-            _store_done_in(pipe, job_id, one, values_max_bytes)
+        _cache_put(pipe, entries, cache_max_bytes)
+        for result in results:
+            computed = result.computed
+            announce(pipe, computed.index, computed.fields(), result.job_id, computed.started)
         replies = pipe.execute()
-    return [int(member) for position in scripts for member in replies[position]]
+    return [key.decode() for key in replies[0]]
 
 
-def _store_done_in(pipe: Pipeline, job_id: str, computed: Computed, values_max_bytes: int) -> None:
-    index, decimal = computed.index, computed.decimal
-    fields = contract.done_fields(decimal, computed.compute_ms)
-    keys = [contract.decimal_key(index), contract.VALUES_BY_USE, contract.VALUES_SIZES, contract.VALUES_BYTES]
-    # The value goes in first: a reader that sees "done" can always stream it.
-    # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
-    # every execute, a round trip more per job; Redis caches the compiled
-    # script by its hash either way.
-    args = (
-        decimal,
-        index,
-        time.time(),
-        values_max_bytes,
-        contract.DECIMAL_KEY_PREFIX,
-        VALUES_RESERVE_PERCENT,
-        VALUES_RESERVE_MIN_BYTES,
-        VALUES_BYTES_WITHOUT_MAXMEMORY,
-    )
-    pipe.eval(STORE_VALUE, len(keys), *keys, *args)
-    pipe.delete(contract.status_key(index))
-    # No expiry on the small status: lists need only it, and a status that
-    # could vanish made every read of the list queue its index again.
-    pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
-    pipe.zrem(contract.PENDING_SINCE, str(index))
-    announce(pipe, index, fields, job_id, computed.started)
-
-
-def pending_for(connection: Redis, indexes: list[int], job_id: str) -> list[int]:
-    """Those of `indexes` still pending for the job `job_id` (a batch skips any another job took over)."""
-    with connection.pipeline(transaction=False) as pipe:
-        for index in indexes:
-            pipe.hmget(contract.status_key(index), "status", "job")
-        replies = pipe.execute()
-    wanted = [contract.PENDING.encode(), job_id.encode()]
-    return [index for index, reply in zip(indexes, replies, strict=True) if reply == wanted]
-
-
-def store_failed(connection: Redis, index: int, error: str, job_id: str, started: float) -> None:
+def cache_and_announce_failed(
+    connection: Redis, indexes: Sequence[int], error: str, job_id: str, started: float, cache_max_bytes: int
+) -> None:
+    """The failed statuses Postgres recorded, cached and announced, in one transaction."""
     fields = contract.failed_fields(error)
     with connection.pipeline(transaction=True) as pipe:
-        pipe.delete(contract.status_key(index))
-        pipe.hset(contract.status_key(index), mapping=_redis_mapping(fields))
-        pipe.zrem(contract.PENDING_SINCE, str(index))
-        announce(pipe, index, fields, job_id, started)
+        _cache_put(pipe, [contract.status_entry(index, fields) for index in indexes], cache_max_bytes)
+        for index in indexes:
+            announce(pipe, index, fields, job_id, started)
         pipe.execute()
+
+
+def _cache_put(pipe: Pipeline, entries: list[tuple[str, str, list[str]]], cache_max_bytes: int) -> None:
+    keys, args = contract.cache_put(entries, time.time(), cache_max_bytes)
+    # EVAL, not EVALSHA: in a pipeline redis-py would ask SCRIPT EXISTS on
+    # every execute, a round trip more; Redis caches the compiled script by
+    # its hash either way.
+    pipe.eval(CACHE_PUT, len(keys), *keys, *args)
 
 
 def _redis_mapping(fields: dict[str, str]) -> dict[Any, Any]:
