@@ -158,6 +158,9 @@ describe("the Fib Calculator in a browser", () => {
       expect(await box(name).locator(".service__health").textContent()).toBe("up");
     }
     await expect.poll(() => box("Workers").locator("dd").first().textContent(), { timeout: TIMEOUT }).not.toBe("0");
+    // The reconcile pass runs as the API starts: the page says how soon a lost job is healed.
+    const healsWithin = box("Postgres").locator("dt", { hasText: "Heals within" }).locator("xpath=following-sibling::dd[1]");
+    await expect.poll(() => healsWithin.textContent(), { timeout: TIMEOUT }).toMatch(/^\d+\.\d s$/);
 
     // Submitted in another page: its timeline appears here, live, every stage reached.
     const calculator = await context.newPage();
@@ -168,7 +171,7 @@ describe("the Fib Calculator in a browser", () => {
     await submit(calculator, index);
     const item = page.locator(".timeline", { hasText: `F(${index}) done` });
     await item.waitFor({ timeout: TIMEOUT });
-    for (const stage of ["accepted", "queued", "committed", "started", "done", "announced"]) {
+    for (const stage of ["accepted", "committed", "queued", "started", "done", "announced"]) {
       expect(await item.locator(`.stage[data-stage="${stage}"]`).getAttribute("data-reached")).toBe("true");
     }
     expect(await item.textContent()).toMatch(/announced \+[\d.]+ m?s after done/);

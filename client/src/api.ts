@@ -68,8 +68,8 @@ async function json<T>(path: string, init?: RequestInit): Promise<T> {
 /** A submission's stages, in milliseconds since it was accepted; null: not reached (or never will be). */
 export interface Stages {
   accepted: number;
-  queued: number | null;
   committed: number | null;
+  queued: number | null;
   started: number | null;
   done: number | null;
   announced: number | null;
@@ -96,6 +96,14 @@ export interface SystemState {
   } | null;
   refused: Record<string, number> | null;
   recent: Timeline[] | null;
+  /** The reconcile pass's last figures; null before the first pass (or while Redis is unavailable). */
+  reconcile: {
+    age_seconds: number;
+    pending: number;
+    healed: number;
+    healed_total: number;
+    heal_within_seconds: number;
+  } | null;
   window_seconds: number;
 }
 

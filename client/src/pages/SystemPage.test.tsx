@@ -21,18 +21,19 @@ function busySystem(): SystemState {
     workers: { alive: 2, busy: 2 },
     rates: { submissions_per_second: 7.5, computations_per_second: 6.1, refused_per_second: 0.4, rate_capped: false },
     refused: { queue: 4 },
+    reconcile: { age_seconds: 3.5, pending: 40, healed: 2, healed_total: 9, heal_within_seconds: 20 },
     recent: [
       {
         index: 30,
         age_seconds: 1.2,
         outcome: "done",
-        stages: { accepted: 0, queued: 0.8, committed: 2.4, started: 1.5, done: 1.9, announced: 2.1 },
+        stages: { accepted: 0, committed: 0.8, queued: 1.1, started: 1.5, done: 1.9, announced: 2.4 },
       },
       {
         index: 12,
         age_seconds: 3,
         outcome: "computed before",
-        stages: { accepted: 0, queued: 0.6, committed: 1.6, started: null, done: null, announced: null },
+        stages: { accepted: 0, committed: 0.6, queued: null, started: null, done: null, announced: null },
       },
     ],
   };
@@ -52,6 +53,10 @@ describe("the system page", () => {
     expect(fact(queue, "Oldest waiting")).toBe("4.3 s");
     const workers = await service("Workers");
     expect([fact(workers, "Alive"), fact(workers, "Busy"), fact(workers, "Computations")]).toEqual(["2", "2", "6.1 /s"]);
+    const postgres = await service("Postgres");
+    expect(fact(postgres, "Last reconcile")).toBe("3.5 s ago, 40 pending looked at");
+    expect(fact(postgres, "Lost jobs queued again")).toBe("2 then, 9 in all");
+    expect(fact(postgres, "Heals within")).toBe("20.0 s");
     const names = within(screen.getByRole("list", { name: /Services/ })).getAllByRole("heading", { level: 4 });
     expect(names.map((heading) => heading.textContent)).toEqual(["Router", "API", "Postgres", "Redis", "Queue", "Workers"]);
   });
@@ -63,9 +68,10 @@ describe("the system page", () => {
     const [computed, known] = Array.from(document.querySelectorAll<HTMLElement>(".timeline"));
     expect(computed).toHaveTextContent("F(30) done, 1.2 s ago, 2.4 ms in all");
     const stage = (item: HTMLElement, name: string) => item.querySelector(`.stage[data-stage="${name}"]`)?.textContent;
-    expect(stage(computed, "committed")).toBe("committed +1.6 ms after queued");
-    expect(stage(computed, "started")).toBe("started +0.7 ms after queued");
-    expect(stage(computed, "announced")).toBe("announced +0.2 ms after done");
+    expect(stage(computed, "committed")).toBe("committed +0.8 ms after accepted");
+    expect(stage(computed, "queued")).toBe("queued +0.3 ms after committed");
+    expect(stage(computed, "started")).toBe("started +0.4 ms after queued");
+    expect(stage(computed, "announced")).toBe("announced +0.5 ms after done");
     expect(known).toHaveTextContent("F(12) computed before, 3.0 s ago");
     expect(stage(known, "started")).toBe("started not reached");
   });

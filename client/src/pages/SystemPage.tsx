@@ -76,7 +76,7 @@ interface Service {
 
 function services(state: SystemState, apiReachable: boolean): Service[] {
   const redisUp = state.ready.redis === "ok";
-  const { api, queue, workers, rates, refused } = state;
+  const { api, queue, workers, rates, refused, reconcile } = state;
   const perSecond = (value: number | undefined) => (value === undefined ? "unknown" : `${value} /s${rates?.rate_capped ? " or more" : ""}`);
   const refusedBy = Object.entries(refused ?? {}).map(([reason, count]) => `${count} (${reason})`).join(", ");
   return [
@@ -99,13 +99,18 @@ function services(state: SystemState, apiReachable: boolean): Service[] {
     },
     {
       name: "Postgres",
-      role: "records every submission: Indexes I have seen",
+      role: "the truth: every submission, every index's state and its small values",
       health: state.ready.postgres === "ok" ? "ok" : "down",
-      facts: [["Ready", readiness(state.ready.postgres)]],
+      facts: [
+        ["Ready", readiness(state.ready.postgres)],
+        ["Last reconcile", reconcile ? `${seconds(reconcile.age_seconds)} ago, ${reconcile.pending} pending looked at` : "none yet"],
+        ["Lost jobs queued again", reconcile ? `${reconcile.healed} then, ${reconcile.healed_total} in all` : "none yet"],
+        ["Heals within", reconcile ? seconds(reconcile.heal_within_seconds) : "unknown"],
+      ],
     },
     {
       name: "Redis",
-      role: "statuses, values, the queue and the event streams",
+      role: "the queue, the event streams and bounded caches of statuses and values",
       health: redisUp ? "ok" : "down",
       facts: [["Ready", readiness(state.ready.redis)]],
     },
@@ -164,12 +169,12 @@ function Services({ state, apiReachable }: { state: SystemState; apiReachable: b
   );
 }
 
-// The stage each one follows (server/fibapi/timeline.py's AFTER): the commit
-// and the computation both follow the queueing, in either order.
+// The stage each one follows (server/fibapi/timeline.py's AFTER): Postgres
+// records a submission before its job is queued.
 const STAGES: { name: keyof Stages; after?: keyof Stages }[] = [
   { name: "accepted" },
-  { name: "queued", after: "accepted" },
-  { name: "committed", after: "queued" },
+  { name: "committed", after: "accepted" },
+  { name: "queued", after: "committed" },
   { name: "started", after: "queued" },
   { name: "done", after: "started" },
   { name: "announced", after: "done" },

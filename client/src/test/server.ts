@@ -30,6 +30,7 @@ export function idleSystem(): SystemState {
     rates: { submissions_per_second: 0, computations_per_second: 0, refused_per_second: 0, rate_capped: false },
     refused: {},
     recent: [],
+    reconcile: null,
     window_seconds: 10,
   };
 }
