@@ -98,6 +98,8 @@ def services() -> Iterator[tuple[dict[str, str], PostgresServer]]:
     redis_server.start()
     migrate_server(postgres)
     try:
+        # No reconcile pass in the sections that flush Redis between runs and leave rows pending in
+        # Postgres: it would queue them again in the middle of the next figure (capacity runs it).
         env = postgres.env() | redis_server.env() | {"LOG_LEVEL": "WARNING", "RECONCILE_INTERVAL_SECONDS": "0"}
         yield env, postgres
     finally:

@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
+from rq.executions import Execution
 
 from . import contract, metrics
 
@@ -43,7 +44,8 @@ def requeue_orphans(queue: Queue) -> list[str]:
             if job is None:
                 connection.zrem(registry.key, entry)
                 continue
-            if job.worker_name and connection.exists(contract.worker_alive_key(job.worker_name)):
+            worker = running_worker(connection, job_id, execution_id) or job.worker_name
+            if worker and connection.exists(contract.worker_alive_key(worker)):
                 continue
             with connection.pipeline() as pipe:
                 pipe.multi()
@@ -52,10 +54,22 @@ def requeue_orphans(queue: Queue) -> list[str]:
                 pipe.execute()
             requeued.append(job_id)
             metrics.REQUEUED.inc()
-            log.warning("re-queued job of a dead worker", extra={"job_id": job_id, "worker": job.worker_name})
+            log.warning("re-queued job of a dead worker", extra={"job_id": job_id, "worker": worker})
     finally:
         connection.delete(REAPER_LOCK)
     return requeued
+
+
+def running_worker(connection: Redis, job_id: str, execution_id: str) -> str:
+    """The worker running this execution of a job ("" if unknown).
+
+    From RQ's execution record, which RQ writes in the same transaction as
+    the started registry's entry. The job's own worker_name is set a moment
+    later, as the job begins: read alone, a job just taken would look
+    orphaned, and be run twice.
+    """
+    name = connection.hget(Execution(execution_id, job_id, connection).key, "worker_name")
+    return name.decode() if isinstance(name, bytes) else ""
 
 
 class Liveness:

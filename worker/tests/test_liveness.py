@@ -8,10 +8,12 @@ from pathlib import Path
 import psycopg
 from fibworker import contract
 from fibworker.jobqueue import fib_queue
+from fibworker.liveness import requeue_orphans
 from processes import start_worker, wait_until
 from redis import Redis
+from rq import SimpleWorker
 
-from .test_jobs import cached, row, submitted
+from .test_jobs import cached, enqueue, row, submitted
 
 
 def started_jobs(redis_client: Redis) -> list[int]:
@@ -42,6 +44,23 @@ def test_job_of_a_killed_worker_is_requeued_and_finished(
         rescuer.wait(timeout=20)
     assert str(row(pg_conn, 1000)["value"]).startswith("434665576869374564356885276750")
     assert started_jobs(redis_client) == []
+
+
+def test_a_job_just_taken_by_a_live_worker_is_not_run_twice(redis_client: Redis) -> None:
+    """RQ names the worker on the job a moment after it enters the started registry: not an orphan meanwhile."""
+    queue = fib_queue(redis_client)
+    job_id = enqueue(redis_client, 500)
+    taker = SimpleWorker([queue], connection=redis_client, name="taker")
+    job = queue.fetch_job(job_id)
+    assert job is not None
+    redis_client.lrem(queue.key, 0, job_id)  # dequeued, as the worker's BLMOVE does
+    taker.prepare_execution(job)  # the registry's entry, the job not yet started
+    redis_client.set(contract.worker_alive_key("taker"), "1", ex=30)
+    assert requeue_orphans(queue) == []
+    assert redis_client.llen(queue.key) == 0
+    redis_client.delete(contract.worker_alive_key("taker"))  # and once the taker is gone, it is one
+    assert requeue_orphans(queue) == [job_id]
+    assert redis_client.lrange(queue.key, 0, -1) == [job_id.encode()]
 
 
 def test_sigterm_finishes_the_current_job_then_exits(
