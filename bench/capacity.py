@@ -95,14 +95,15 @@ def bench_capacity(env: dict[str, str], work: Path, total: int = TOTAL) -> None:
     cursor = 0  # the next k to submit
     rows: list[dict[str, float]] = []
     started = time.monotonic()
+    print_header()
     try:
         with pg(env) as conn:
             for target in checkpoints:
                 cursor = fill(api, conn, redis, cursor, target, total)
                 wait_until(lambda: redis.llen(f"rq:queue:{contract.QUEUE_NAME}") == 0, timeout=7200, interval=1)
                 rows.append(measure(api, conn, redis, cursor, total))
+                print_row(rows[-1])  # as it comes: the run is long
                 cursor += int(rows[-1]["distinct_sent"])
-            print_rows(rows)
             left = total - one(conn, "SELECT count(*) FROM indexes WHERE number < %s", (total,))
             assert left == 0, f"{left:,} indexes never recorded"
             wait_until(lambda: one(conn, "SELECT count(*) FROM indexes WHERE status <> 'done'") == 0,
@@ -190,13 +191,16 @@ def measure(api: API, conn: psycopg.Connection, redis: Redis, cursor: int, total
     }
 
 
-def print_rows(rows: list[dict[str, float]]) -> None:
+def print_header() -> None:
     print("| indexes stored | Redis used (MB) | of it the cache (MB) | Postgres indexes (MB) | submissions (MB) "
           "| new POST/s | p99 (ms) | refused | repeat POST/s | p99 (ms) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['stored']:,.0f} | {r['redis_mb']:.1f} | {r['cache_mb']:.1f} | {r['indexes_mb']:.1f} "
-            f"| {r['submissions_mb']:.1f} | {r['new_per_s']:,.0f} | {r['new_p99']:.1f} | {r['new_refused']:.0f} "
-            f"| {r['repeat_per_s']:,.0f} | {r['repeat_p99']:.1f} |"
-        )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+
+
+def print_row(r: dict[str, float]) -> None:
+    print(
+        f"| {r['stored']:,.0f} | {r['redis_mb']:.1f} | {r['cache_mb']:.1f} | {r['indexes_mb']:.1f} "
+        f"| {r['submissions_mb']:.1f} | {r['new_per_s']:,.0f} | {r['new_p99']:.1f} | {r['new_refused']:.0f} "
+        f"| {r['repeat_per_s']:,.0f} | {r['repeat_p99']:.1f} |",
+        flush=True,
+    )

@@ -28,8 +28,9 @@ import requests
 from processes import API, start_worker, wait_until
 from redis import Redis
 from rq.registry import StartedJobRegistry
+from schema import superuser_connection
 
-from stack.servers import RedisServer
+from stack.servers import PostgresServer, RedisServer
 
 # Short, so the tests are: a heal is then due within these plus a pass.
 HEAL_SETTINGS = {"RECONCILE_INTERVAL_SECONDS": "1", "RECONCILE_GRACE_SECONDS": "1"}
@@ -199,7 +200,7 @@ def test_redis_restarted_from_a_snapshot_taken_mid_burst(
 
 
 def test_a_worker_killed_between_computing_and_recording(
-    stack: Stack, redis_of_its_own: RedisServer, pg_conn: psycopg.Connection
+    stack: Stack, redis_of_its_own: RedisServer, pg_conn: psycopg.Connection, postgres: PostgresServer
 ) -> None:
     redis = Redis(port=redis_of_its_own.port)
     stack.workers[0].send_signal(signal.SIGSTOP)  # the burst queued, nothing computed yet
@@ -208,9 +209,18 @@ def test_a_worker_killed_between_computing_and_recording(
         # Postgres takes no result now: the worker computes, and holds what it cannot record.
         pg_conn.execute("LOCK TABLE indexes IN EXCLUSIVE MODE")
         stack.workers[0].send_signal(signal.SIGCONT)
-        queue, started = "rq:queue:fib", StartedJobRegistry("fib", connection=redis)
-        wait_until(lambda: redis.llen(queue) == 0 and started.count == 0, timeout=60, interval=0.1)
-        stack.workers[0].send_signal(signal.SIGKILL)  # every job finished for RQ; no result recorded
+        with superuser_connection(postgres) as watcher:
+
+            def recording_waits() -> bool:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE indexes%'"
+                ).fetchone()
+                return bool(row and row[0])
+
+            wait_until(recording_waits, timeout=60, interval=0.1)
+        assert StartedJobRegistry("fib", connection=redis).count > 0  # computed: its job waits for Postgres
+        stack.workers[0].send_signal(signal.SIGKILL)  # results computed, none recorded
         stack.workers[0].wait()
     stack.add_worker()
     all_done_and_listed(stack, accepted, pg_conn)

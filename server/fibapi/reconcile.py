@@ -7,7 +7,8 @@ process at a time (a Postgres advisory lock: it holds whatever Redis loses)
 walks the pending indexes by number, a page at a time, and asks RQ whether
 each one's job is still live: queued (and in the queue's list, which is
 what the workers take from), started by a worker that is alive, or
-finished a moment ago (its result being recorded). Those whose job is not
+finished within RECORDING_SECONDS (its results being recorded: a worker
+records them from a thread of its own, after RQ has called the job done). Those whose job is not
 get a fresh job id in Postgres (a compare-and-set, so a result or a
 submission that came meanwhile wins) and are queued again, in batch jobs,
 whatever the load (they were accepted before). An index is looked at only
@@ -32,6 +33,7 @@ import psycopg_pool
 from flask import Flask
 from redis.exceptions import RedisError
 from rq.job import Job
+from rq.registry import FinishedJobRegistry
 
 from . import contract, metrics, queueing
 from .db import Database
@@ -49,8 +51,9 @@ PAGE = 1000
 BATCH_MAX_INDEXES = 1000
 BATCH_MAX_WORK = 10_000_000
 PROGRESS_EVERY = 20  # pages between two progress lines in the log
-# RQ's job states in which the job's index will still be recorded.
-LIVE_STATUSES = (b"queued", b"started", b"finished")
+# A job RQ finished this recently is left to its worker's recorder (_recording); past it, a
+# result still not in Postgres was lost with its worker, and its index is queued again.
+RECORDING_SECONDS = 20
 OLD_KEYS_CLEARED = f"{contract.PREFIX}:old-keys-cleared"
 
 
@@ -120,7 +123,7 @@ def _pass(conn: psycopg.Connection, store: Store, grace_seconds: float) -> Pass:
 
 def _live(store: Store, job_ids: set[str], in_queue: set[bytes]) -> set[str]:
     """Those of `job_ids` RQ will still run (or is recording): queued and in the queue's list, started by a
-    worker that is alive, or finished a moment ago."""
+    worker that is alive, or finished a moment ago (its key still there, or in the finished registry)."""
     ordered = sorted(job_ids)
     with store.redis.pipeline(transaction=False) as pipe:
         for job_id in ordered:
@@ -136,7 +139,26 @@ def _live(store: Store, job_ids: set[str], in_queue: set[bytes]) -> set[str]:
     for job_id, (status, _) in zip(ordered, states, strict=True):
         if (status == b"queued" and job_id.encode() in in_queue) or status == b"finished" or alive.get(job_id):
             live.add(job_id)
-    return live
+    return live | _recording(store, [job_id for job_id in ordered if job_id not in live])
+
+
+def _recording(store: Store, job_ids: list[str]) -> set[str]:
+    """Those of `job_ids` RQ finished within RECORDING_SECONDS: their results may still be on their way.
+
+    A worker records a job's results in Postgres from a thread of its own,
+    after RQ has called the job finished; RQ forgets a finished job a second
+    later (result_ttl), but its finished registry keeps the job's id, scored
+    by that second, until RQ's next clean-up.
+    """
+    if not job_ids:
+        return set()
+    registry = FinishedJobRegistry(contract.QUEUE_NAME, connection=store.redis)
+    with store.redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.zscore(registry.key, job_id)
+        scores = pipe.execute()
+    since = time.time() - RECORDING_SECONDS
+    return {job_id for job_id, score in zip(job_ids, scores, strict=True) if score is not None and score >= since}
 
 
 def _heal(conn: psycopg.Connection, store: Store, lost: Sequence[tuple[int, str, float]]) -> int:

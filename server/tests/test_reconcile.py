@@ -6,6 +6,8 @@ every pending index at once) but in the test of the grace itself.
 
 from __future__ import annotations
 
+import time
+
 import gmpy2
 import psycopg
 from fibapi import contract, reconcile
@@ -16,6 +18,7 @@ from flask.testing import FlaskClient
 from queue_runner import drain
 from redis import Redis
 from rq.job import Job
+from rq.registry import FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
 from stack.servers import RedisServer
@@ -114,6 +117,22 @@ def test_a_job_started_by_a_worker_that_is_gone_is_healed_and_one_alive_is_not(
     redis_client.set(contract.worker_alive_key("alive"), "1", ex=30)
     assert healed_by(app) == (2, 1)
     assert queued_indexes(redis_client) == [21]
+
+
+def test_a_job_finished_a_moment_ago_is_left_to_its_recorder_and_one_long_ago_is_healed(
+    app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
+) -> None:
+    """RQ forgets a finished job a second later; its worker may still be recording the results."""
+    for index in (24, 25):
+        client.post("/api/values", json={"index": index})
+    jobs = jobs_of(pg_conn)
+    finished = FinishedJobRegistry(contract.QUEUE_NAME, connection=redis_client)
+    for index, seconds_ago in ((24, 1), (25, reconcile.RECORDING_SECONDS + 5)):
+        redis_client.lrem(QUEUE, 0, jobs[index])
+        redis_client.delete(Job.key_for(jobs[index]))  # expired, as RQ's result_ttl has it
+        redis_client.zadd(finished.key, {jobs[index]: time.time() - seconds_ago})
+    assert healed_by(app) == (2, 1)
+    assert queued_indexes(redis_client) == [25]
 
 
 def test_an_index_is_left_alone_while_it_is_new(app: Flask, client: FlaskClient, redis_client: Redis) -> None:

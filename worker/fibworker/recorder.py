@@ -119,6 +119,10 @@ class Recorder:
                 self._writing = True
             try:
                 self._write_until_done(group)
+            except Exception:
+                # Not a passing outage (those are retried): these stay pending in Postgres, without
+                # a live job, and the reconcile pass queues them again.
+                log.exception("results not recorded", extra={"count": len(group)})
             finally:
                 with self._changed:
                     self._writing = False
