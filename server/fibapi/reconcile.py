@@ -32,6 +32,7 @@ import psycopg
 import psycopg_pool
 from flask import Flask
 from redis.exceptions import RedisError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
@@ -102,7 +103,7 @@ def reconcile(db: Database, store: Store, grace_seconds: float | None = None) ->
 
 def _pass(conn: psycopg.Connection, store: Store, grace_seconds: float) -> Pass:
     started = time.monotonic()
-    in_queue: set[bytes] = set(store.redis.lrange(store.queue.key, 0, -1))  # type: ignore[arg-type]
+    in_queue = _listed(store)
     after, pending, healed, pages = -1, 0, 0, 0
     while True:
         rows = Database.pending_after(conn, after, PAGE, grace_seconds)
@@ -135,11 +136,24 @@ def _live(store: Store, job_ids: set[str], in_queue: set[bytes]) -> set[str]:
         for _, worker in started:
             pipe.exists(contract.worker_alive_key(worker.decode()))
         alive = dict(zip((job_id for job_id, _ in started), pipe.execute(), strict=True))
-    live = set()
+    queued = {job_id for job_id, (status, _) in zip(ordered, states, strict=True) if status == b"queued"}
+    if any(job_id.encode() not in in_queue for job_id in queued):
+        # Queued (or taken by a worker) since the lists were read at the pass's start: read them again.
+        in_queue |= _listed(store)
+    live = {job_id for job_id in queued if job_id.encode() in in_queue}
     for job_id, (status, _) in zip(ordered, states, strict=True):
-        if (status == b"queued" and job_id.encode() in in_queue) or status == b"finished" or alive.get(job_id):
+        if status == b"finished" or alive.get(job_id):
             live.add(job_id)
     return live | _recording(store, [job_id for job_id in ordered if job_id not in live])
+
+
+def _listed(store: Store) -> set[bytes]:
+    """The job ids in RQ's queue, and in its intermediate list: taken by a worker, not yet started."""
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.lrange(store.queue.key, 0, -1)
+        pipe.lrange(IntermediateQueue.get_intermediate_queue_key(store.queue.key), 0, -1)
+        waiting, taken = pipe.execute()
+    return set(waiting) | set(taken)
 
 
 def _recording(store: Store, job_ids: list[str]) -> set[str]:

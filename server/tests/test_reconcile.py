@@ -135,6 +135,19 @@ def test_a_job_finished_a_moment_ago_is_left_to_its_recorder_and_one_long_ago_is
     assert queued_indexes(redis_client) == [25]
 
 
+def test_a_job_a_worker_has_just_taken_is_live_and_one_in_no_list_is_not(
+    app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
+) -> None:
+    """Between taking a job (into RQ's intermediate list) and starting it, RQ still calls it queued."""
+    for index in (26, 27):
+        client.post("/api/values", json={"index": index})
+    jobs = jobs_of(pg_conn)
+    redis_client.lmove(QUEUE, f"{QUEUE}:intermediate", "LEFT", "RIGHT")  # 26, the first queued, taken
+    redis_client.lrem(QUEUE, 0, jobs[27])  # 27's entry lost
+    assert healed_by(app) == (2, 1)
+    assert queued_indexes(redis_client) == [27]
+
+
 def test_an_index_is_left_alone_while_it_is_new(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
     client.post("/api/values", json={"index": 23})
     redis_client.flushall()  # its job lost at once
