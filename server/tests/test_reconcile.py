@@ -50,6 +50,13 @@ def jobs_of(pg_conn: psycopg.Connection) -> dict[int, str]:
     return dict(pg_conn.execute("SELECT number, job FROM indexes").fetchall())
 
 
+def submitted(client: FlaskClient, pg_conn: psycopg.Connection, *indexes: int) -> dict[int, str]:
+    """POST each of `indexes` (queued, not run); the job Postgres recorded for each."""
+    for index in indexes:
+        client.post("/api/values", json={"index": index})
+    return jobs_of(pg_conn)
+
+
 def test_nothing_is_healed_when_nothing_was_lost(app: Flask, client: FlaskClient, redis_client: Redis) -> None:
     assert healed_by(app) == (0, 0)
     client.post("/api/values", json={"index": 9})  # queued, not run
@@ -108,9 +115,7 @@ def test_a_partial_loss_heals_exactly_what_was_lost(
 def test_a_job_started_by_a_worker_that_is_gone_is_healed_and_one_alive_is_not(
     app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
 ) -> None:
-    for index in (21, 22):
-        client.post("/api/values", json={"index": index})
-    jobs = jobs_of(pg_conn)
+    jobs = submitted(client, pg_conn, 21, 22)
     for index, worker in ((21, "gone"), (22, "alive")):
         redis_client.lrem(QUEUE, 0, jobs[index])
         redis_client.hset(Job.key_for(jobs[index]), mapping={"status": "started", "worker_name": worker})
@@ -123,9 +128,7 @@ def test_a_job_finished_a_moment_ago_is_left_to_its_recorder_and_one_long_ago_is
     app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
 ) -> None:
     """RQ forgets a finished job a second later; its worker may still be recording the results."""
-    for index in (24, 25):
-        client.post("/api/values", json={"index": index})
-    jobs = jobs_of(pg_conn)
+    jobs = submitted(client, pg_conn, 24, 25)
     finished = FinishedJobRegistry(contract.QUEUE_NAME, connection=redis_client)
     for index, seconds_ago in ((24, 1), (25, reconcile.RECORDING_SECONDS + 5)):
         redis_client.lrem(QUEUE, 0, jobs[index])
@@ -139,9 +142,7 @@ def test_a_job_a_worker_has_just_taken_is_live_and_one_in_no_list_is_not(
     app: Flask, client: FlaskClient, pg_conn: psycopg.Connection, redis_client: Redis
 ) -> None:
     """Between taking a job (into RQ's intermediate list) and starting it, RQ still calls it queued."""
-    for index in (26, 27):
-        client.post("/api/values", json={"index": index})
-    jobs = jobs_of(pg_conn)
+    jobs = submitted(client, pg_conn, 26, 27)
     redis_client.lmove(QUEUE, f"{QUEUE}:intermediate", "LEFT", "RIGHT")  # 26, the first queued, taken
     redis_client.lrem(QUEUE, 0, jobs[27])  # 27's entry lost
     assert healed_by(app) == (2, 1)
@@ -167,9 +168,7 @@ def test_only_one_process_makes_a_pass_at_a_time(app: Flask, pg_conn: psycopg.Co
 def test_a_result_or_a_new_job_recorded_meanwhile_wins_over_a_heal(
     app: Flask, client: FlaskClient, pg_conn: psycopg.Connection
 ) -> None:
-    for index in (24, 25):
-        client.post("/api/values", json={"index": index})
-    jobs = jobs_of(pg_conn)
+    jobs = submitted(client, pg_conn, 24, 25)
     pg_conn.execute("UPDATE indexes SET status = 'done', digits = 5, head = '46368' WHERE number = 24")
     pg_conn.execute("UPDATE indexes SET job = 'fib-25-newer' WHERE number = 25")
     with app.extensions["fibstack.db"].connection() as conn:
